@@ -1,0 +1,35 @@
+"""Dataset generation: which programs are sampled and how they are stored."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Program i of a run is drawn from rng([seed, i]).
+  config.num_programs = 20_000  # Programs to sample (before deduplication).
+  config.validation_fraction = 0.05  # Share of distinct programs per split,
+  config.test_fraction = 0.05  # assigned by a hash of the canonical program.
+  config.shard_size = 500  # Records per output shard.
+  config.num_workers = 0  # Worker processes; 0 means one per CPU core.
+  config.compile_timeout_s = 60.0  # A sample compiling longer is skipped.
+
+  sampler = ml_collections.ConfigDict()
+  sampler.length = (2, 8)  # Instructions per program (inclusive range).
+  sampler.vocab_size = (3, 12)  # Tokens are range(offset, offset + size).
+  sampler.vocab_offset = (0, 1)  # So both {0..n-1} and {1..n} appear.
+  sampler.max_seq_len = (4, 10)  # Compiled max_seq_len (inclusive range).
+  # Relative weights of the operators that grow a program; Aggregate and
+  # SelectorWidth each also write the Select they read.
+  sampler.operator_weights = ml_collections.ConfigDict(dict(
+      MAP=3.0, SEQUENCE_MAP=2.0, AGGREGATE=2.0, SELECTOR_WIDTH=1.0))
+  sampler.numerical_share = 0.2  # Chance that a Map is numerical.
+  sampler.index_lookup_share = 0.6  # Chance a categorical Aggregate's
+  # selector is Select(indices, q, EQ), which tracr compiles exactly.
+  sampler.prefer_unused = 0.8  # Chance an argument is a not-yet-used variable.
+  sampler.max_value_set_size = 16  # Bounds the residual width per variable.
+  sampler.max_sequence_map_product = 144  # Bounds a SequenceMap's MLP width.
+  sampler.num_check_inputs = 32  # Random inputs for validation/degeneracy.
+  sampler.max_output_share = 0.75  # Most common output's share of them.
+  sampler.max_attempts = 1000  # Draws before sample_program gives up.
+  config.sampler = sampler
+  return config

@@ -5,8 +5,8 @@ variable carries its exact value set (computed the way tracr's basis
 inference does) and encoding, so each function is only applied where it is
 meaningful and never collapses to a constant. A grown program is kept only if
 its canonical form has the drawn length (no dead code), tracr's dynamic
-validation accepts it on random inputs, and its output is not constant over
-them.
+validation accepts it on random inputs, its output is not (nearly) constant
+over them, and it compiles (with the fast compiler, ~10 ms).
 """
 
 import collections
@@ -19,18 +19,24 @@ import numpy as np
 from tracr.compiler import validating
 from tracr.rasp import rasp
 
-from rasp_gen import convert, functions
+from rasp_gen import compiler, convert, functions
 from rasp_gen.program import (INDICES, TOKENS, Encoding, Instruction,
                               Operator, Program, canonicalize)
 
 
 @dataclasses.dataclass(frozen=True)
 class SampledProgram:
-  """A canonical program and the input space it is compiled and checked on."""
+  """A canonical program, the input space it is checked on, and its weights.
+
+  `compiled` uses tracr's default BOS/PAD names; it is left out of equality,
+  which is the program's and its input space's.
+  """
 
   program: Program
   vocab: tuple[int, ...]
   max_seq_len: int
+  compiled: compiler.CompiledModel = dataclasses.field(
+      compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,8 +260,17 @@ def sample_program(rng: np.random.Generator,
     if program is None or len(program) != length:
       continue
     inputs = random_inputs(rng, vocab, max_seq_len, config.num_check_inputs)
-    if _behaves(convert.to_rasp(program), inputs, config.max_output_share):
-      return SampledProgram(program, vocab, max_seq_len)
+    sop = convert.to_rasp(program)
+    if not _behaves(sop, inputs, config.max_output_share):
+      continue
+    try:
+      compiled = compiler.compile_rasp_to_model_numpy(sop, set(vocab),
+                                                      max_seq_len)
+    except (ValueError, NotImplementedError):
+      # tracr cannot assemble e.g. an Aggregate whose value space is wider
+      # than its query/key space; such programs are not in the dataset.
+      continue
+    return SampledProgram(program, vocab, max_seq_len, compiled)
   raise RuntimeError(
       f"no valid program of length {length} for vocab {vocab} and "
       f"max_seq_len {max_seq_len} in {config.max_attempts} attempts; "

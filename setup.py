@@ -25,6 +25,7 @@ setuptools.setup(
         "array-record",
         "tqdm",
         "matplotlib",
+        "tensorboardX",  # TensorBoard event files without TensorFlow.
     ],
     extras_require={"test": ["pytest", "pytest-xdist"]},
 )

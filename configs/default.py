@@ -1,0 +1,49 @@
+"""The README's main job: generate, train and evaluate in ~15 min on 2 CPU cores."""
+
+import ml_collections
+
+from configs import data
+from encoding import pipeline, weights
+from meta_model import model
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Parameter init and dropout keys.
+  config.data_dir = ""  # Dataset directory; "" means WORKDIR/data.
+
+  config.data = data.get_config()  # Generated when data_dir has no dataset.
+  config.data.num_programs = 3000
+  config.data.sampler.length = (2, 6)
+
+  config.weights = weights.default_weights_config()
+  config.weights.max_blocks = 512
+
+  config.input = pipeline.default_input_config()
+  config.input.batch_size = 16
+  config.input.max_rows = 8  # START + up to 6 instructions + END.
+  config.input.block_buckets = (256, 512)
+
+  config.model = model.default_model_config()
+  config.model.update(
+      num_layers=4, num_heads=4, d_model=128, mlp_dim=512, dropout_rate=0.0,
+      max_blocks=config.weights.max_blocks, max_rows=config.input.max_rows,
+      max_layers=config.weights.max_layers,
+      block_size=config.weights.block_size,
+      max_block_positions=weights.feature_bounds(
+          config.weights)["block_position"])
+
+  config.steps = 1500  # Optimizer steps.
+  config.learning_rate = 1e-3  # Peak, after warmup.
+  config.warmup_steps = 100
+  config.final_learning_rate_fraction = 0.05  # Cosine decays to this share.
+  config.weight_decay = 0.01
+  config.grad_clip_norm = 1.0
+  config.grad_accumulation_steps = 1  # >1 averages gradients over steps.
+
+  config.log_every = 50  # Steps between train metric logs.
+  config.eval_every = 500  # Steps between validation metrics.
+  config.eval_batches = 4  # Validation batches per evaluation.
+  config.checkpoint_every = 500  # Steps between checkpoints.
+  config.checkpoints_to_keep = 2
+  return config

@@ -1,0 +1,1 @@
+"""Compiled weights and programs as fixed-shape arrays for the meta-model."""

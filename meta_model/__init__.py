@@ -1,0 +1,1 @@
+"""The meta model: compiled weight blocks in, RASP program rows out."""

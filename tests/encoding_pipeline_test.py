@@ -1,0 +1,189 @@
+"""The grain input pipeline: batch format, exact resume, shards and drops."""
+
+import json
+
+import chex
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import data
+from encoding import pipeline, synthetic, tokens, weights
+from rasp_gen import records
+from rasp_gen.program import canonicalize
+
+KEYS = {"blocks", "block_layer", "block_kind", "block_position",
+        "block_is_last", "block_shape", "block_mask", "program",
+        "program_mask"}
+
+
+@pytest.fixture(scope="module")
+def source() -> list[bytes]:
+  return synthetic.record_source(21, 24, data.get_config().sampler)
+
+
+def configs(**overrides):
+  """A small input config (and the default weights config) for tests."""
+  input_config = pipeline.default_input_config()
+  input_config.batch_size = 4
+  input_config.block_buckets = (256, 512, 1024)
+  input_config.update(overrides)
+  weights_config = weights.default_weights_config()
+  weights_config.max_blocks = input_config.block_buckets[-1]
+  return input_config, weights_config
+
+
+def _take(iterator, count: int) -> list[dict]:
+  return [jax.tree.map(np.asarray, next(iterator)) for _ in range(count)]
+
+
+def _assert_same(first: list[dict], second: list[dict]) -> None:
+  assert len(first) == len(second)
+  for a, b in zip(first, second):
+    assert a.keys() == b.keys()
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_batches_have_the_documented_format(source):
+  input_config, weights_config = configs()
+  canonical = {str(canonicalize(records.record_from_bytes(b).program))
+               for b in source}
+  pad = tokens.vocabulary_for_rows(input_config.max_rows).ids["PAD"]
+  seen_buckets = set()
+  for batch in _take(iter(pipeline.make_dataset(
+      source, input_config, weights_config)), 5):
+    assert set(batch) == KEYS
+    n = batch["blocks"].shape[1]
+    seen_buckets.add(n)
+    assert n in input_config.block_buckets
+    spec = pipeline.element_spec(input_config, weights_config, n)
+    for key, value in batch.items():
+      chex.assert_shape(value, spec[key].shape)
+      chex.assert_type(value, spec[key].dtype)
+    count_B = batch["block_mask"].sum(axis=1)
+    assert (count_B > 0).all()
+    # The mask is a prefix, and marks exactly the non-padding blocks.
+    np.testing.assert_array_equal(
+        batch["block_mask"], np.arange(n)[None] < count_B[:, None])
+    np.testing.assert_array_equal(batch["block_mask"], batch["block_kind"] > 0)
+    assert not batch["blocks"][~batch["block_mask"]].any()
+    # The smallest bucket that fits the largest model.
+    assert n == min(b for b in input_config.block_buckets
+                    if b >= count_B.max())
+    np.testing.assert_array_equal(batch["program_mask"],
+                                  (batch["program"] != pad).any(axis=2))
+    for program_RxC in batch["program"]:
+      assert str(tokens.decode_program(program_RxC)) in canonical
+  assert len(seen_buckets) > 1
+
+
+def test_batches_are_jax_arrays(source):
+  batch = next(iter(pipeline.make_dataset(source, *configs())))
+  assert all(isinstance(v, jax.Array) for v in batch.values())
+  assert batch["blocks"].dtype == jnp.float32
+
+
+@pytest.mark.parametrize("augment", ["none", "permute"])
+def test_resume_from_a_saved_state_is_exact(source, augment):
+  dataset = pipeline.make_dataset(source, *configs(augment=augment))
+  iterator = iter(dataset)
+  _take(iterator, 3)
+  state = json.loads(json.dumps(iterator.get_state()))  # As a checkpoint.
+  expected = _take(iterator, 8)  # Crosses an epoch boundary.
+  resumed = iter(pipeline.make_dataset(source, *configs(augment=augment)))
+  resumed.set_state(state)
+  _assert_same(_take(resumed, 8), expected)
+
+
+def test_seed_changes_the_order(source):
+  first = _take(iter(pipeline.make_dataset(source, *configs(seed=0))), 2)
+  second = _take(iter(pipeline.make_dataset(source, *configs(seed=1))), 2)
+  assert not all(np.array_equal(a["program"], b["program"])
+                 for a, b in zip(first, second))
+
+
+def _fingerprints(batches: list[dict]) -> list[bytes]:
+  return [b["program"][i].tobytes() + b["blocks"][i].tobytes()
+          for b in batches for i in range(len(b["program"]))]
+
+
+def _epoch(dataset) -> list[dict]:
+  return [jax.tree.map(np.asarray, b) for b in dataset]
+
+
+def test_processes_read_disjoint_shards(source, monkeypatch):
+  input_config, weights_config = configs(batch_size=1, num_epochs=1)
+  everything = _fingerprints(_epoch(pipeline.make_dataset(
+      source, input_config, weights_config)))
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  shards = []
+  for index in range(2):
+    monkeypatch.setattr(jax, "process_index", lambda i=index: i)
+    shards.append(_fingerprints(_epoch(pipeline.make_dataset(
+        source, input_config, weights_config))))
+  assert not set(shards[0]) & set(shards[1])
+  assert sorted(shards[0] + shards[1]) == sorted(everything)
+
+
+def test_oversized_records_are_dropped_and_counted(source):
+  input_config, weights_config = configs(batch_size=1, num_epochs=1,
+                                         block_buckets=(256,))
+  weights_config.max_blocks = 256
+  drops = pipeline.drops_by_length(source, input_config, weights_config)
+  assert sum(total for _, total in drops.values()) == len(source)
+  num_dropped = sum(dropped for dropped, _ in drops.values())
+  assert 0 < num_dropped < len(source)
+  kept = _epoch(pipeline.make_dataset(source, input_config, weights_config))
+  assert len(kept) == len(source) - num_dropped
+  # Longer programs compile to larger models, so they are dropped more.
+  lengths = sorted(drops)
+  assert drops[lengths[0]][0] / drops[lengths[0]][1] <= (
+      drops[lengths[-1]][0] / drops[lengths[-1]][1])
+
+
+def test_augmentation_moves_weights_and_keeps_programs(source):
+  plain = _take(iter(pipeline.make_dataset(source, *configs())), 2)
+  permuted = _take(iter(pipeline.make_dataset(
+      source, *configs(augment="permute"))), 2)
+  for a, b in zip(plain, permuted):
+    np.testing.assert_array_equal(a["program"], b["program"])
+    np.testing.assert_array_equal(a["block_kind"], b["block_kind"])
+    assert not np.array_equal(a["blocks"], b["blocks"])
+    # Feature blocks are residual vectors: permuting reorders each one.
+    np.testing.assert_array_equal(np.sort(a["blocks"], axis=-1),
+                                  np.sort(b["blocks"], axis=-1))
+
+
+def test_worker_processes_give_the_same_batches(source):
+  # grain's workers read absl flags, which absl's app.run parses in a binary.
+  flags.FLAGS.mark_as_parsed()
+  in_process = _take(iter(pipeline.make_dataset(source, *configs())), 4)
+  iterator = iter(pipeline.make_dataset(source, *configs(num_workers=1)))
+  try:
+    _assert_same(_take(iterator, 2), in_process[:2])
+    state = iterator.get_state()
+  finally:
+    iterator.close()
+  resumed = iter(pipeline.make_dataset(source, *configs(num_workers=1)))
+  try:
+    resumed.set_state(state)
+    _assert_same(_take(resumed, 2), in_process[2:])
+  finally:
+    resumed.close()
+
+
+@pytest.mark.parametrize("overrides, weight_overrides, message", [
+    (dict(block_buckets=(256, 512)), {}, "end at max_blocks=1024"),
+    (dict(block_buckets=(512, 256, 1024)), {}, "must increase"),
+    (dict(augment="flip"), {}, "augment must be one of"),
+    ({}, dict(attention_form="products"), "num_heads"),
+])
+def test_bad_configs_raise(source, overrides, weight_overrides, message):
+  input_config, weights_config = configs()
+  input_config.update(overrides)
+  weights_config.update(weight_overrides)
+  with pytest.raises(ValueError, match=message):
+    pipeline.make_dataset(source, input_config, weights_config)

@@ -121,3 +121,9 @@ def test_killed_run_resumes_to_the_same_parameters(data_dir, tmp_path):
   step_b, params_b = _final_params(killed_dir)
   assert step_a == step_b == steps
   jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+
+
+@pytest.mark.parametrize("name", ["tiny", "default", "cpu", "gpu", "tpu"])
+def test_every_config_is_consistent(name):
+  module = __import__(f"configs.{name}", fromlist=["get_config"])
+  train.check_config(module.get_config())

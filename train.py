@@ -311,15 +311,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   return jax.device_get(state)
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Training config file, e.g. configs/default.py; any field "
-    "can be overridden with --config.FIELD=VALUE.", lock_config=True)
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Directory for checkpoints, TensorBoard events and (by "
-    "default) the generated dataset; rerunning with it resumes.")
-_MULTIHOST = flags.DEFINE_bool(
-    "multihost", False, "Call jax.distributed.initialize() first (Cloud TPU "
-    "VMs and other multi-process runs).")
+def _define_flags() -> None:
+  """Only when run as a script, so that importing train defines no flags."""
+  config_flags.DEFINE_config_file(
+      "config", None, "Training config file, e.g. configs/default.py; any "
+      "field can be overridden with --config.FIELD=VALUE.", lock_config=True)
+  flags.DEFINE_string(
+      "workdir", None, "Directory for checkpoints, TensorBoard events and (by "
+      "default) the generated dataset; rerunning with it resumes.")
+  flags.DEFINE_bool(
+      "multihost", False, "Call jax.distributed.initialize() first (Cloud "
+      "TPU VMs and other multi-process runs).")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
@@ -327,11 +330,11 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Metrics print regardless.
-  if _MULTIHOST.value:
+  if flags.FLAGS.multihost:
     jax.distributed.initialize()
-  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "workdir"])
+  _define_flags()
   app.run(main)

@@ -11,7 +11,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.sampler.length = (2, 6)  # The benchmark's held-out range.
   config.input.augment = "permute"  # Residual-basis invariance.
   config.model.dropout_rate = 0.1
-  config.steps = 6000
+  config.steps = 5000
   config.eval_every = 1000
   config.checkpoint_every = 1000
   return config

@@ -123,3 +123,46 @@ def from_rasp(sop: rasp.SOp) -> Program:
   program = Program(tuple(instructions))
   validate(program)
   return program
+
+
+def _python_expression(instruction: Instruction) -> str:
+  ref = lambda name: f"rasp.{name}" if name in (TOKENS, INDICES) else name
+  args = [ref(a) for a in instruction.args]
+  name = instruction.function
+  if instruction.operator == Operator.MAP:
+    source = functions.MAP_BY_NAME[name].source
+    return f"rasp.Map(lambda x: {source}, {args[0]}, simplify=False)"
+  if instruction.operator == Operator.SEQUENCE_MAP:
+    if instruction.encoding == Encoding.NUMERICAL:
+      linear = functions.LINEAR_BY_NAME[name]
+      return (f"rasp.LinearSequenceMap({args[0]}, {args[1]}, "
+              f"{linear.fst_factor:g}, {linear.snd_factor:g})")
+    source = functions.SEQUENCE_MAP_BY_NAME[name].source
+    return f"rasp.SequenceMap(lambda x, y: {source}, {args[0]}, {args[1]})"
+  if instruction.operator == Operator.SELECT:
+    comparison = functions.PREDICATES[name].name
+    return f"rasp.Select({args[0]}, {args[1]}, rasp.Comparison.{comparison})"
+  if instruction.operator == Operator.AGGREGATE:
+    default = 0 if instruction.encoding == Encoding.NUMERICAL else None
+    return f"rasp.Aggregate({args[0]}, {args[1]}, default={default})"
+  return f"rasp.SelectorWidth({args[0]})"
+
+
+def to_python(program: Program) -> str:
+  """Runnable Python that builds the program with `tracr.rasp`.
+
+  The last line binds `program`; executing the text gives the same SOp
+  (names included) as `to_rasp`.
+  """
+  validate(program)
+  lines = ["from tracr.rasp import rasp", ""]
+  for instruction in program.instructions:
+    expression = _python_expression(instruction)
+    if instruction.operator != Operator.SELECT:
+      wrap = ("numerical" if instruction.encoding == Encoding.NUMERICAL
+              else "categorical")
+      expression = f"rasp.{wrap}({expression})"
+    lines.append(f'{instruction.output} = {expression}.named('
+                 f'"{instruction.output}")')
+  lines.append(f"program = {program.output}")
+  return "\n".join(lines) + "\n"

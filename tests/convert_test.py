@@ -1,5 +1,6 @@
 """to_rasp / from_rasp round trips, and errors for programs outside the tables."""
 
+import numpy as np
 import pytest
 from tracr.compiler import lib
 from tracr.rasp import rasp
@@ -47,3 +48,17 @@ def test_composite_selector_is_rejected():
       rasp.indices, rasp.indices, rasp.Comparison.LT)
   with pytest.raises(ValueError, match="not one of"):
     convert.from_rasp(rasp.SelectorWidth(both))
+
+
+def test_python_source_builds_the_same_program():
+  config = data.get_config().sampler
+  for index in range(60):
+    sample = sampler.sample_program(sampler.sampler_rng(2, index), config)
+    namespace = {}
+    exec(convert.to_python(sample.program), namespace)  # pylint: disable=exec-used
+    built = namespace["program"]
+    expected = convert.to_rasp(sample.program)
+    for xs in sampler.random_inputs(np.random.default_rng(index), sample.vocab,
+                                    sample.max_seq_len, 4):
+      assert built(xs) == expected(xs)
+    assert rasp.is_numerical(built) == rasp.is_numerical(expected)

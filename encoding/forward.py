@@ -43,7 +43,8 @@ def forward(params: Params, token_ids_T: np.ndarray, num_heads: int,
                  else np.ones((seq_len, seq_len), bool))
 
   def linear(key: str, x: np.ndarray) -> np.ndarray:
-    return x @ np.asarray(params[key]["w"], np.float64) + params[key]["b"]
+    return (x @ np.asarray(params[key]["w"], np.float64)
+            + np.asarray(params[key]["b"], np.float64))
 
   for layer in range(layout.num_layers):
     attn = lambda name, x, l=layer: linear(params_lib.attn_key(l, name), x)

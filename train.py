@@ -32,6 +32,7 @@ from meta_model import decode, loss as loss_lib, model as model_lib
 from rasp_gen import dataset, generate
 
 State = dict[str, Any]
+CONFIG_FILE = "config.json"  # The run's config, written into the workdir.
 
 
 def data_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -178,6 +179,31 @@ def greedy_program_accuracy(decoded_BxRx5: np.ndarray,
   return correct / len(targets_BxRx5)
 
 
+def create_state(config: ml_collections.ConfigDict
+                 ) -> tuple[nnx.GraphDef, nnx.State, State]:
+  """The model's graph and untrained state, and a fresh train state."""
+  graphdef, params, rest = nnx.split(make_model(config), nnx.Param, ...)
+  optimizer, _ = make_optimizer(config)
+  return graphdef, rest, {"params": params, "opt_state": optimizer.init(params),
+                          "step": jnp.zeros((), jnp.int32)}
+
+
+def restore_model(config: ml_collections.ConfigDict,
+                  workdir: str) -> tuple[model_lib.MetaModel, int]:
+  """The model with the latest checkpoint's parameters, and its step."""
+  graphdef, rest, state = create_state(config)
+  manager = _checkpoint_manager(workdir, config)
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train "
+                            f"first with train.py --workdir={workdir}")
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(
+          jax.tree.map(ocp.utils.to_shape_dtype_struct, state))))
+  manager.close()
+  return nnx.merge(graphdef, restored["state"]["params"], rest), step
+
+
 def _checkpoint_manager(workdir: str, config: ml_collections.ConfigDict
                         ) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
@@ -224,18 +250,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   check_config(config)
   path = ensure_dataset(config, workdir)
+  if jax.process_index() == 0:  # eval.py rebuilds the model from it.
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
   mesh = make_mesh()
   replicated = NamedSharding(mesh, PartitionSpec())
   batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
 
-  model = make_model(config)
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  graphdef, rest, state = create_state(config)
+  state = jax.device_put(state, replicated)
   optimizer, schedule = make_optimizer(config)
-  state = jax.device_put({"params": params,
-                          "opt_state": optimizer.init(params),
-                          "step": jnp.zeros((), jnp.int32)}, replicated)
   logging.info("%s parameters on %d devices",
-               f"{sum(x.size for x in jax.tree.leaves(params)):,}",
+               f"{sum(x.size for x in jax.tree.leaves(state['params'])):,}",
                jax.device_count())
 
   iterator = iter(pipeline.make_dataset(dataset.data_source(path, "train"),

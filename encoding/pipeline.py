@@ -81,7 +81,8 @@ def default_input_config() -> ml_collections.ConfigDict:
 def encode_record(record: records.Record, max_rows: int,
                   weights_config: ml_collections.ConfigDict) -> Example:
   """One example (unbatched arrays); LimitExceeded if it does not fit."""
-  blocks = weights.encode_weights(record.params, weights_config)
+  blocks = weights.encode_weights(record.params, weights_config,
+                                  record.num_heads)
   program = tokens.encode_program(record.program, max_rows)
   pad_row = tokens.vocabulary_for_rows(max_rows).ids[PAD]
   return dict(vars(blocks), program=program,  # vars: asdict deep-copies.
@@ -101,7 +102,7 @@ def _example_or_none(data: bytes, rng: np.random.Generator, *,
     return None
 
 
-def _batch_to_bucket(examples: Sequence[Example],
+def batch_examples(examples: Sequence[Example],
                      buckets: tuple[int, ...]) -> Example:
   """Stacks examples, cutting block arrays to the smallest bucket that fits."""
   largest = max(int(e["block_mask"].sum()) for e in examples)
@@ -121,9 +122,6 @@ def _check_config(config: ml_collections.ConfigDict,
   if config.augment not in AUGMENTATIONS:
     raise ValueError(f"augment must be one of {AUGMENTATIONS}, got "
                      f"{config.augment!r}")
-  if weights_config.attention_form == "products":
-    raise ValueError("attention_form='products' needs each model's num_heads, "
-                     "which dataset records do not store yet; use 'raw'")
 
 
 def make_dataset(source: Sequence[bytes], config: ml_collections.ConfigDict,
@@ -155,7 +153,7 @@ def make_dataset(source: Sequence[bytes], config: ml_collections.ConfigDict,
                  prefetch_buffer_size=config.read_buffer_size))
              .batch(config.batch_size, drop_remainder=True,
                     batch_fn=functools.partial(
-                        _batch_to_bucket,
+                        batch_examples,
                         buckets=tuple(config.block_buckets))))
   if config.num_workers:
     dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(

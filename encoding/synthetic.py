@@ -35,12 +35,23 @@ def samples(seed: int, count: int, sampler_config: ml_collections.ConfigDict
           for i in range(count)]
 
 
+def two_heads_sample() -> sampler.SampledProgram:
+  """TWO_HEADS with its input space and compiled model, as a sample."""
+  return sampler.SampledProgram(TWO_HEADS, TWO_HEADS_VOCAB,
+                                TWO_HEADS_MAX_SEQ_LEN, two_heads_model())
+
+
+def to_record(sample: sampler.SampledProgram, index: int) -> records.Record:
+  """`sample`'s record as the generator stores it, in the train split."""
+  return records.Record(
+      program=sample.program, params=sample.compiled.params,
+      num_heads=sample.compiled.num_heads, vocab=sample.vocab,
+      max_seq_len=sample.max_seq_len, compiler_bos=compiler.COMPILER_BOS,
+      compiler_pad=compiler.COMPILER_PAD, index=index, split="train")
+
+
 def record_source(seed: int, count: int,
                   sampler_config: ml_collections.ConfigDict) -> list[bytes]:
-  """Record bytes of `samples(seed, count, ...)`, all in the train split."""
-  return [records.record_to_bytes(records.Record(
-      program=sample.program, params=sample.compiled.params,
-      vocab=sample.vocab, max_seq_len=sample.max_seq_len,
-      compiler_bos=compiler.COMPILER_BOS, compiler_pad=compiler.COMPILER_PAD,
-      index=i, split="train"))
+  """Record bytes of `samples(seed, count, ...)`."""
+  return [records.record_to_bytes(to_record(sample, i))
           for i, sample in enumerate(samples(seed, count, sampler_config))]

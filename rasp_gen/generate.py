@@ -259,9 +259,9 @@ def compile_sample(index: int, config: ml_collections.ConfigDict
   split = split_of(rows, config.validation_fraction, config.test_fraction)
   return records.Record(
       program=sample.program, params=sample.compiled.params,
-      vocab=sample.vocab, max_seq_len=sample.max_seq_len,
-      compiler_bos=COMPILER_BOS, compiler_pad=COMPILER_PAD, index=index,
-      split=split), None
+      num_heads=sample.compiled.num_heads, vocab=sample.vocab,
+      max_seq_len=sample.max_seq_len, compiler_bos=COMPILER_BOS,
+      compiler_pad=COMPILER_PAD, index=index, split=split), None
 
 
 def _chunk_paths(out_dir: str, chunk: int) -> tuple[str, str]:

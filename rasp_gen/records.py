@@ -25,6 +25,7 @@ class Record:
   compiler_pad: str
   index: int  # Position in the run's sample stream (seed, index) -> program.
   split: str  # "train", "validation" or "test".
+  num_heads: int  # Heads per attention layer; tracr params do not store it.
 
 
 def program_to_rows(program: Program) -> list[list[str]]:
@@ -52,11 +53,15 @@ def record_to_bytes(record: Record) -> bytes:
       "compiler_pad": record.compiler_pad,
       "index": record.index,
       "split": record.split,
+      "num_heads": record.num_heads,
   })
 
 
 def record_from_bytes(data: bytes) -> Record:
   raw = serialization.msgpack_restore(data)
+  if "num_heads" not in raw:
+    raise ValueError("record has no num_heads: it was written before records "
+                     "stored it; regenerate the dataset")
   return Record(
       program=program_from_rows(raw["program"]),
       params={k: {p: np.asarray(a) for p, a in v.items()}
@@ -67,4 +72,5 @@ def record_from_bytes(data: bytes) -> Record:
       compiler_pad=raw["compiler_pad"],
       index=int(raw["index"]),
       split=raw["split"],
+      num_heads=int(raw["num_heads"]),
   )

@@ -24,13 +24,14 @@ def source() -> list[bytes]:
   return synthetic.record_source(21, 24, data.get_config().sampler)
 
 
-def configs(**overrides):
-  """A small input config (and the default weights config) for tests."""
+def configs(attention_form: str = "raw", **overrides):
+  """A small input config and a weights config to match, for tests."""
   input_config = pipeline.default_input_config()
   input_config.batch_size = 4
   input_config.block_buckets = (256, 512, 1024)
   input_config.update(overrides)
   weights_config = weights.default_weights_config()
+  weights_config.attention_form = attention_form
   weights_config.max_blocks = input_config.block_buckets[-1]
   return input_config, weights_config
 
@@ -47,8 +48,9 @@ def _assert_same(first: list[dict], second: list[dict]) -> None:
       np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def test_batches_have_the_documented_format(source):
-  input_config, weights_config = configs()
+@pytest.mark.parametrize("form", weights.ATTENTION_FORMS)
+def test_batches_have_the_documented_format(source, form):
+  input_config, weights_config = configs(attention_form=form)
   canonical = {str(canonicalize(records.record_from_bytes(b).program))
                for b in source}
   pad = tokens.vocabulary_for_rows(input_config.max_rows).ids["PAD"]
@@ -157,6 +159,38 @@ def test_augmentation_moves_weights_and_keeps_programs(source):
                                   np.sort(b["blocks"], axis=-1))
 
 
+@pytest.mark.parametrize("augment", ["permute", "rotate"])
+def test_products_survive_augmentation(source, augment):
+  plain = _take(iter(pipeline.make_dataset(
+      source, *configs(attention_form="products"))), 2)
+  augmented = _take(iter(pipeline.make_dataset(
+      source, *configs(attention_form="products", augment=augment))), 2)
+  for a, b in zip(plain, augmented):
+    np.testing.assert_array_equal(a["program"], b["program"])
+    np.testing.assert_array_equal(a["block_kind"], b["block_kind"])
+    np.testing.assert_array_equal(a["block_shape"], b["block_shape"])
+    assert not np.array_equal(a["blocks"], b["blocks"])
+    # A residual basis change B maps W_QK and W_OV to Bᵀ W B, every other
+    # matrix to W B or Bᵀ W: no matrix's Frobenius norm changes.
+    np.testing.assert_allclose(np.square(a["blocks"]).sum(axis=(1, 2)),
+                               np.square(b["blocks"]).sum(axis=(1, 2)),
+                               rtol=1e-5)
+
+
+def test_products_use_each_records_num_heads():
+  input_config, weights_config = configs(attention_form="products",
+                                         batch_size=2)
+  record = synthetic.to_record(synthetic.two_heads_sample(), 0)
+  data = records.record_to_bytes(record)
+  assert records.record_from_bytes(data).num_heads == 2
+  batch = _take(iter(pipeline.make_dataset(
+      [data] * 2, input_config, weights_config)), 1)[0]
+  expected = weights.encode_weights(record.params, weights_config, 2)
+  n = batch["blocks"].shape[1]
+  for key, value in vars(expected).items():
+    np.testing.assert_array_equal(batch[key][0], value[:n], err_msg=key)
+
+
 def test_worker_processes_give_the_same_batches(source):
   # grain's workers read absl flags, which absl's app.run parses in a binary.
   flags.FLAGS.mark_as_parsed()
@@ -175,15 +209,13 @@ def test_worker_processes_give_the_same_batches(source):
     resumed.close()
 
 
-@pytest.mark.parametrize("overrides, weight_overrides, message", [
-    (dict(block_buckets=(256, 512)), {}, "end at max_blocks=1024"),
-    (dict(block_buckets=(512, 256, 1024)), {}, "must increase"),
-    (dict(augment="flip"), {}, "augment must be one of"),
-    ({}, dict(attention_form="products"), "num_heads"),
+@pytest.mark.parametrize("overrides, message", [
+    (dict(block_buckets=(256, 512)), "end at max_blocks=1024"),
+    (dict(block_buckets=(512, 256, 1024)), "must increase"),
+    (dict(augment="flip"), "augment must be one of"),
 ])
-def test_bad_configs_raise(source, overrides, weight_overrides, message):
+def test_bad_configs_raise(source, overrides, message):
   input_config, weights_config = configs()
   input_config.update(overrides)
-  weights_config.update(weight_overrides)
   with pytest.raises(ValueError, match=message):
     pipeline.make_dataset(source, input_config, weights_config)

@@ -10,6 +10,7 @@ import time
 
 import grain
 import pytest
+from flax import serialization
 
 from configs import data
 from rasp_gen import dataset, generate, records, sampler
@@ -99,8 +100,10 @@ def test_records_match_their_samples_and_splits(small_run):
           "compiler_bos", "compiler_pad")
       sample = sampler.sample_program(
           sampler.sampler_rng(config.seed, record.index), config.sampler)
-      assert (record.program, record.vocab, record.max_seq_len) == (
-          sample.program, sample.vocab, sample.max_seq_len)
+      assert (record.program, record.vocab, record.max_seq_len,
+              record.num_heads) == (sample.program, sample.vocab,
+                                    sample.max_seq_len,
+                                    sample.compiled.num_heads)
       assert record.params["token_embed"]["embeddings"].dtype == "float32"
 
 
@@ -133,6 +136,14 @@ def test_grain_reads_the_records(small_run):
   ds = grain.MapDataset.source(source).map(records.record_from_bytes)
   assert len(ds) == len(source)
   assert records.record_to_bytes(ds[3]) == _encoded(small_run)["train"][3]
+
+
+def test_records_without_num_heads_are_refused(small_run):
+  record = dataset.read_split(small_run, "train")[0]
+  raw = serialization.msgpack_restore(records.record_to_bytes(record))
+  del raw["num_heads"]
+  with pytest.raises(ValueError, match="no num_heads.*regenerate"):
+    records.record_from_bytes(serialization.msgpack_serialize(raw))
 
 
 def test_same_bytes_whatever_the_worker_count(small_run, tmp_path):

@@ -1,0 +1,389 @@
+r"""Judges a trained meta-model, or decompiles weights a user brings.
+
+  python eval.py --workdir=DIR [--split=test] [--beam_size=8]
+  python eval.py --workdir=DIR --decompile=MODEL.npz [--json_out=OUT.json]
+
+Metrics on held-out programs (table on stdout, DIR/eval/metrics.json and a
+PNG by program length), each overall, by program length and by operator, on
+the weights as compiled and on a split whose residual stream is randomly
+permuted (encoding/augment.py):
+  token_accuracy      teacher-forced, over slots whose target is not PAD/NA;
+  exact_accuracy      greedy program == true program (canonical forms);
+  functional_accuracy greedy program gives the true program's outputs on
+                      every check input (all inputs where there are few);
+  invalid             greedy rows that are not a program (counted wrong);
+  verified_*          the same for search-and-verify decoding: of the
+                      beam's candidates, the best-scoring one that recompiles
+                      to the given weights exactly, or else reproduces their
+                      residual stream on the check inputs (encoding/verify.py);
+                      the top candidate when none verifies.
+"""
+
+import collections
+import dataclasses
+import json
+import os
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+import train
+from encoding import augment, pipeline, tokens, verify
+from encoding import weights as weight_blocks
+from encoding.limits import LimitExceeded
+from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
+from meta_model import decode
+from rasp_gen import convert, dataset, functional, records, saved
+from rasp_gen.program import Program, canonicalize
+
+CHECK_SEED = 1234  # Check inputs are a function of (seed, example index).
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+  """Compiled weights to decompile, with the input space they were built for."""
+
+  params: records.Params
+  vocab: tuple
+  max_seq_len: int
+  compiler_bos: str
+  compiler_pad: str
+  num_heads: Optional[int] = None
+  causal: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Decompiled:
+  """The chosen program (None if no candidate decodes) and how it was chosen."""
+
+  program: Optional[Program]
+  rows: np.ndarray  # [R, 5] token ids of the chosen candidate.
+  agreement: float  # Share of check inputs whose residual stream matches.
+  verified: bool  # Recompiles exactly, or agrees on every check input.
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, train.CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} is missing: is {workdir!r} a train.py "
+                            "workdir?")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def check_inputs(weights: Weights, index: int,
+                 config: ml_collections.ConfigDict) -> list[list]:
+  return functional.check_inputs(
+      weights.vocab, weights.max_seq_len,
+      np.random.default_rng([CHECK_SEED, index]),
+      num_random=config.num_check_inputs,
+      exhaustive_limit=config.exhaustive_limit)
+
+
+def _decode_or_none(rows_Rx5: np.ndarray) -> Optional[Program]:
+  try:
+    return tokens.decode_program(rows_Rx5)
+  except ValueError:
+    return None
+
+
+def choose_verified(candidates_KxRx5: np.ndarray, weights: Weights,
+                    inputs: list[list]) -> Decompiled:
+  """The best-scoring candidate that reproduces `weights` (see module doc)."""
+  best: Optional[Decompiled] = None
+  for rows in candidates_KxRx5:
+    program = _decode_or_none(rows)
+    if program is None:
+      continue
+    if verify.recompiles_exactly(program, weights.params, weights.vocab,
+                                 weights.max_seq_len, weights.compiler_bos,
+                                 weights.compiler_pad, causal=weights.causal):
+      return Decompiled(program, rows, 1.0, True)
+    agreement = verify.residual_agreement(
+        program, weights.params, weights.vocab, weights.max_seq_len, inputs,
+        weights.compiler_bos, weights.compiler_pad,
+        num_heads=weights.num_heads, causal=weights.causal)
+    if agreement == 1.0:
+      return Decompiled(program, rows, agreement, True)
+    if best is None:
+      best = Decompiled(program, rows, agreement, False)
+  return best or Decompiled(None, candidates_KxRx5[0], 0.0, False)
+
+
+def _ids(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  ids = tokens.vocabulary_for_rows(config.input.max_rows).ids
+  return {"start_row": jnp.asarray([ids[PROGRAM_START]] + [ids[NA]] * 4,
+                                   jnp.int32),
+          "end_id": ids[PROGRAM_END], "pad_id": ids[PAD], "na_id": ids[NA]}
+
+
+def _batch(examples: Sequence[dict], config: ml_collections.ConfigDict
+           ) -> dict[str, jax.Array]:
+  stacked = pipeline.batch_examples(examples, tuple(config.input.block_buckets))
+  return {k: jnp.asarray(v) for k, v in stacked.items()}
+
+
+def _token_hits(logits_RxCxV: np.ndarray, program_Rx5: np.ndarray,
+                mask_R: np.ndarray, pad_id: int, na_id: int
+                ) -> tuple[int, int]:
+  """Teacher-forced (right, counted) slots; logits[r] predict row r + 1."""
+  predicted = logits_RxCxV[:-1].argmax(-1)
+  target = program_Rx5[1:]
+  counted = mask_R[1:, None] & (target != pad_id) & (target != na_id)
+  return int((counted & (predicted == target)).sum()), int(counted.sum())
+
+
+def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: Decompiled,
+          inputs: list[list], token_right: int, token_counted: int
+          ) -> dict[str, Any]:
+  """One example's results; a prediction that does not decode is wrong."""
+  predicted = _decode_or_none(greedy_Rx5)
+  same = lambda p: p is not None and canonicalize(p) == record.program
+  works = lambda p: p is not None and functional.same_function(
+      p, record.program, inputs)
+  return {
+      "length": len(record.program),
+      "operators": sorted({i.operator.value
+                           for i in record.program.instructions}),
+      "token_right": token_right, "token_counted": token_counted,
+      "invalid": predicted is None,
+      "exact": same(predicted),
+      "functional": works(predicted),
+      "verified": chosen.verified,
+      "verified_exact": same(chosen.program),
+      "verified_functional": works(chosen.program),
+  }
+
+
+def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
+                      config: ml_collections.ConfigDict,
+                      options: ml_collections.ConfigDict
+                      ) -> list[dict[str, Any]]:
+  """Per-example results: token hits, exact/functional/verified flags."""
+  ids = _ids(config)
+  results = []
+  size = config.input.batch_size
+  for start in range(0, len(examples), size):
+    chunk = examples[start:start + size]
+    batch = _batch([e for _, e in chunk], config)
+    logits = np.asarray(model(batch, deterministic=True))
+    greedy, _ = decode.greedy_decode(model, batch, ids["start_row"],
+                                     end_id=ids["end_id"],
+                                     pad_id=ids["pad_id"])
+    beams, _ = decode.beam_search(model, batch, ids["start_row"],
+                                  beam_size=options.beam_size,
+                                  end_id=ids["end_id"], pad_id=ids["pad_id"])
+    greedy, beams = np.asarray(greedy[:, 0]), np.asarray(beams)
+    for i, (record, example) in enumerate(chunk):
+      weights = Weights(record.params, record.vocab, record.max_seq_len,
+                        record.compiler_bos, record.compiler_pad,
+                        num_heads=record.num_heads)
+      inputs = check_inputs(weights, record.index, options)
+      right, counted = _token_hits(logits[i], example["program"],
+                                   example["program_mask"], ids["pad_id"],
+                                   ids["na_id"])
+      chosen = choose_verified(beams[i], weights, inputs)
+      results.append(score(record, greedy[i], chosen, inputs, right, counted))
+  return results
+
+
+_FLAGS_SUMMED = ("invalid", "exact", "functional", "verified",
+                 "verified_exact", "verified_functional")
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+  """Accuracies overall, by program length and by operator."""
+
+  def accuracies(group: list[dict[str, Any]]) -> dict[str, float]:
+    counted = sum(r["token_counted"] for r in group)
+    summary = {"programs": len(group),
+               "token_accuracy": sum(r["token_right"] for r in group)
+                                 / max(counted, 1)}
+    for key in _FLAGS_SUMMED:
+      summary[key if key == "invalid" or key == "verified"
+              else f"{key}_accuracy"] = float(np.mean([r[key] for r in group]))
+    return summary
+
+  by_length = collections.defaultdict(list)
+  by_operator = collections.defaultdict(list)
+  for r in results:
+    by_length[r["length"]].append(r)
+    for operator in r["operators"]:
+      by_operator[operator].append(r)
+  return {
+      "overall": accuracies(results) if results else {},
+      "by_length": {str(k): accuracies(v) for k, v in sorted(by_length.items())},
+      "by_operator": {k: accuracies(v) for k, v in sorted(by_operator.items())},
+  }
+
+
+def format_table(name: str, summary: dict[str, Any]) -> str:
+  columns = ("programs", "token_accuracy", "exact_accuracy",
+             "functional_accuracy", "invalid", "verified_exact_accuracy",
+             "verified_functional_accuracy")
+  short = ("n", "token", "exact", "functional", "invalid", "v.exact",
+           "v.functional")
+  lines = [f"== {name}", f"{'':14}" + "".join(f"{s:>14}" for s in short)]
+  rows = [("overall", summary["overall"])]
+  rows += [(f"length {k}", v) for k, v in summary["by_length"].items()]
+  rows += [(k.lower(), v) for k, v in summary["by_operator"].items()]
+  for label, values in rows:
+    if values:
+      lines.append(f"{label:14}" + "".join(
+          f"{values[c]:>14d}" if c == "programs" else f"{values[c]:>14.3f}"
+          for c in columns))
+  return "\n".join(lines)
+
+
+def plot_by_length(summaries: dict[str, dict[str, Any]], path: str) -> None:
+  """Token, exact and functional accuracy by program length, per split."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+
+  figure, axes = pyplot.subplots(1, len(summaries), squeeze=False,
+                                 figsize=(5 * len(summaries), 4))
+  for axis, (name, summary) in zip(axes[0], summaries.items()):
+    lengths = [int(k) for k in summary["by_length"]]
+    for metric in ("token_accuracy", "exact_accuracy", "functional_accuracy",
+                   "verified_functional_accuracy"):
+      axis.plot(lengths, [v[metric] for v in summary["by_length"].values()],
+                marker="o", label=metric.replace("_accuracy", ""))
+    axis.set(title=name, xlabel="program length (instructions)",
+             ylabel="accuracy", ylim=(0, 1.05))
+    axis.legend()
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  pyplot.close(figure)
+
+
+def _examples(split_records: list[records.Record],
+              config: ml_collections.ConfigDict, permute: bool
+              ) -> tuple[list[tuple[records.Record, dict]], int]:
+  """Encoded examples, and how many records exceeded the size limits."""
+  examples, dropped = [], 0
+  for record in split_records:
+    if permute:
+      rng = np.random.default_rng([CHECK_SEED, record.index])
+      record = dataclasses.replace(
+          record, params=augment.augment(record.params, rng, rotate=False))
+    try:
+      examples.append((record, pipeline.encode_record(
+          record, config.input.max_rows, config.weights)))
+    except LimitExceeded:
+      dropped += 1
+  return examples, dropped
+
+
+def evaluate(workdir: str, options: ml_collections.ConfigDict
+             ) -> dict[str, Any]:
+  """Runs the metrics on a split; writes DIR/eval/metrics.json and the plot."""
+  config = load_config(workdir)
+  model, step = train.restore_model(config, workdir)
+  split_records = dataset.read_split(train.data_dir(config, workdir),
+                                     options.split)
+  split_records = split_records[:options.num_examples or None]
+  summaries, dropped = {}, {}
+  for name, permute in (("as compiled", False), ("permuted residual", True)):
+    examples, dropped[name] = _examples(split_records, config, permute)
+    results = evaluate_examples(model, examples, config, options)
+    summaries[name] = summarize(results)
+    print(format_table(f"{options.split}, {name}, step {step}, "
+                       f"beam {options.beam_size}", summaries[name]))
+  out_dir = os.path.join(workdir, "eval")
+  os.makedirs(out_dir, exist_ok=True)
+  metrics = {"step": step, "split": options.split,
+             "beam_size": options.beam_size,
+             "dropped_for_size": dropped, **summaries}
+  with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+    json.dump(metrics, f, indent=2)
+  plot_by_length(summaries, os.path.join(out_dir, "accuracy_by_length.png"))
+  print(f"wrote {out_dir}/metrics.json and {out_dir}/accuracy_by_length.png")
+  return metrics
+
+
+def decompile(workdir: str, path: str, options: ml_collections.ConfigDict
+              ) -> dict[str, Any]:
+  """Decompiles a saved tracr model (rasp_gen.saved format) and verifies it.
+
+  Raises:
+    ValueError: if the weights exceed what the meta-model was trained on
+      (the message names the limit), or are not a tracr model.
+  """
+  config = load_config(workdir)
+  model, _ = train.restore_model(config, workdir)
+  loaded = saved.load_compiled(path)
+  weights = Weights(loaded.params, loaded.vocab, loaded.max_seq_len,
+                    loaded.compiler_bos, loaded.compiler_pad,
+                    loaded.num_heads, loaded.causal)
+  try:
+    example = weight_blocks.encode_weights(weights.params, config.weights,
+                                         num_heads=weights.num_heads)
+  except LimitExceeded as e:
+    raise ValueError(f"{path}: the meta-model in {workdir} cannot read these "
+                     f"weights: {e}") from e
+  ids = _ids(config)
+  batch = _batch([dict(vars(example))], config)
+  beams, _ = decode.beam_search(model, batch, ids["start_row"],
+                                beam_size=options.beam_size,
+                                end_id=ids["end_id"], pad_id=ids["pad_id"])
+  inputs = check_inputs(weights, 0, options)
+  chosen = choose_verified(np.asarray(beams[0]), weights, inputs)
+  print(tokens.render_rows(chosen.rows))
+  python = convert.to_python(chosen.program) if chosen.program else ""
+  if python:
+    print(python)
+  print(f"verification: the program reproduces the weights' residual stream "
+        f"on {round(chosen.agreement * len(inputs))}/{len(inputs)} inputs"
+        + (" (verified)" if chosen.verified else ""))
+  names = tokens.vocabulary_for_rows(len(chosen.rows)).tokens
+  result = {"rows": [[names[i] for i in row] for row in chosen.rows
+                     if names[row[0]] != PAD],
+            "python": python, "agreement": chosen.agreement}
+  if options.json_out:
+    with open(options.json_out, "w") as f:
+      json.dump(result, f, indent=2)
+  return result
+
+
+def _define_flags() -> None:
+  flags.DEFINE_string("workdir", None, "A train.py workdir: its config.json "
+                      "and latest checkpoint are used.")
+  flags.DEFINE_string("split", "test", "Dataset split to evaluate.")
+  flags.DEFINE_integer("num_examples", 0, "Evaluate the first N records of "
+                       "the split; 0 means all.")
+  flags.DEFINE_integer("beam_size", 8, "Candidates for search-and-verify.")
+  flags.DEFINE_integer("num_check_inputs", 64, "Random inputs for functional "
+                       "accuracy and verification when the input space is "
+                       "larger than --exhaustive_limit.")
+  flags.DEFINE_integer("exhaustive_limit", 2000, "Use every input sequence "
+                       "when there are at most this many.")
+  flags.DEFINE_string("decompile", None, "Decompile this .npz (see "
+                      "rasp_gen/saved.py) instead of evaluating a split.")
+  flags.DEFINE_string("json_out", None, "With --decompile: also write the "
+                      "rows, Python source and agreement here as JSON.")
+  flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  options = ml_collections.ConfigDict({
+      name: flags.FLAGS[name].value for name in (
+          "split", "num_examples", "beam_size", "num_check_inputs",
+          "exhaustive_limit", "json_out")})
+  if flags.FLAGS.decompile:
+    decompile(flags.FLAGS.workdir, flags.FLAGS.decompile, options)
+  else:
+    evaluate(flags.FLAGS.workdir, options)
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The accuracy benchmark: configs/cpu.py end to end (data, training, held-out
-# metrics). Usage: bash bench/accuracy.sh [WORKDIR] [extra train.py flags]
+# The accuracy benchmark: configs/cpu.py end to end (data, training, then
+# held-out metrics with eval.py). Usage: bash bench/accuracy.sh [WORKDIR]
 set -euo pipefail
 workdir=${1:-/tmp/inverse_tracr_cpu}
-shift || true
-python train.py --config=configs/cpu.py --workdir="$workdir" "$@"
+python train.py --config=configs/cpu.py --workdir="$workdir"
+python eval.py --workdir="$workdir" --split=test --num_examples=300

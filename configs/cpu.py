@@ -10,7 +10,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.num_programs = 20_000
   config.data.sampler.length = (2, 6)  # The benchmark's held-out range.
   config.input.augment = "permute"  # Residual-basis invariance.
-  config.model.dropout_rate = 0.1
   config.steps = 5000
   config.eval_every = 1000
   config.checkpoint_every = 1000

@@ -44,19 +44,6 @@ CHECK_SEED = 1234  # Check inputs are a function of (seed, example index).
 
 
 @dataclasses.dataclass(frozen=True)
-class Weights:
-  """Compiled weights to decompile, with the input space they were built for."""
-
-  params: records.Params
-  vocab: tuple
-  max_seq_len: int
-  compiler_bos: str
-  compiler_pad: str
-  num_heads: Optional[int] = None
-  causal: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
 class Decompiled:
   """The chosen program (None if no candidate decodes) and how it was chosen."""
 
@@ -75,13 +62,14 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def check_inputs(weights: Weights, index: int,
-                 config: ml_collections.ConfigDict) -> list[list]:
+def check_inputs(weights: saved.SavedModel, index: int,
+                 options: ml_collections.ConfigDict) -> list[list]:
+  """The inputs example `index` is checked on: the same in every run."""
   return functional.check_inputs(
       weights.vocab, weights.max_seq_len,
       np.random.default_rng([CHECK_SEED, index]),
-      num_random=config.num_check_inputs,
-      exhaustive_limit=config.exhaustive_limit)
+      num_random=options.num_check_inputs,
+      exhaustive_limit=options.exhaustive_limit)
 
 
 def _decode_or_none(rows_Rx5: np.ndarray) -> Optional[Program]:
@@ -91,7 +79,8 @@ def _decode_or_none(rows_Rx5: np.ndarray) -> Optional[Program]:
     return None
 
 
-def choose_verified(candidates_KxRx5: np.ndarray, weights: Weights,
+def choose_verified(candidates_KxRx5: np.ndarray,
+                    weights: saved.SavedModel,
                     inputs: list[list]) -> Decompiled:
   """The best-scoring candidate that reproduces `weights` (see module doc)."""
   best: Optional[Decompiled] = None
@@ -179,9 +168,10 @@ def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
                                   end_id=ids["end_id"], pad_id=ids["pad_id"])
     greedy, beams = np.asarray(greedy[:, 0]), np.asarray(beams)
     for i, (record, example) in enumerate(chunk):
-      weights = Weights(record.params, record.vocab, record.max_seq_len,
-                        record.compiler_bos, record.compiler_pad,
-                        num_heads=record.num_heads)
+      weights = saved.SavedModel(
+          record.params, record.vocab, record.max_seq_len,
+          record.compiler_bos, record.compiler_pad, record.num_heads,
+          causal=False)
       inputs = check_inputs(weights, record.index, options)
       right, counted = _token_hits(logits[i], example["program"],
                                    example["program_mask"], ids["pad_id"],
@@ -316,10 +306,7 @@ def decompile(workdir: str, path: str, options: ml_collections.ConfigDict
   """
   config = load_config(workdir)
   model, _ = train.restore_model(config, workdir)
-  loaded = saved.load_compiled(path)
-  weights = Weights(loaded.params, loaded.vocab, loaded.max_seq_len,
-                    loaded.compiler_bos, loaded.compiler_pad,
-                    loaded.num_heads, loaded.causal)
+  weights = saved.load_compiled(path)
   try:
     example = weight_blocks.encode_weights(weights.params, config.weights,
                                          num_heads=weights.num_heads)

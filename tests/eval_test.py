@@ -52,8 +52,9 @@ def _record() -> records.Record:
 
 def test_metrics_on_hand_made_predictions():
   record = _record()
-  weights = evaluation.Weights(record.params, record.vocab, record.max_seq_len,
-                               record.compiler_bos, record.compiler_pad)
+  weights = saved.SavedModel(record.params, record.vocab, record.max_seq_len,
+                             record.compiler_bos, record.compiler_pad, None,
+                             False)
   inputs = evaluation.check_inputs(weights, 0, ml_collections.ConfigDict(
       dict(num_check_inputs=32, exhaustive_limit=5000)))
   correct = _rows(*TRUE.instructions)
@@ -92,8 +93,9 @@ def test_metrics_on_hand_made_predictions():
 
 def test_verification_picks_the_candidate_that_reproduces_the_weights():
   record = _record()
-  weights = evaluation.Weights(record.params, record.vocab, record.max_seq_len,
-                               record.compiler_bos, record.compiler_pad)
+  weights = saved.SavedModel(record.params, record.vocab, record.max_seq_len,
+                             record.compiler_bos, record.compiler_pad, None,
+                             False)
   wrong = _rows(_map("LAM_ADD_2", "indices", "v1"),
                 Instruction(Operator.SEQUENCE_MAP, "LAM_GT", ("v1", "tokens"),
                             "v2"))

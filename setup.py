@@ -9,7 +9,7 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=setuptools.find_packages(
         include=["rasp_gen*", "encoding*", "meta_model*", "configs*"]),
-    py_modules=["train"],
+    py_modules=["train", "eval"],
     install_requires=[
         "tracr-pypi>=1.0.0",
         "jax>=0.4.30",

@@ -30,6 +30,7 @@ from encoding import pipeline, tokens, weights
 from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
 from meta_model import decode, loss as loss_lib, model as model_lib
 from rasp_gen import dataset, generate
+from rasp_gen.program import canonicalize
 
 State = dict[str, Any]
 CONFIG_FILE = "config.json"  # The run's config, written into the workdir.
@@ -168,12 +169,14 @@ def greedy_program_accuracy(decoded_BxRx5: np.ndarray,
                             targets_BxRx5: np.ndarray) -> float:
   """Share of programs whose greedy decoding equals the target exactly.
 
-  A decoded row sequence that is not a valid program counts as wrong.
+  Compared in canonical form (targets are canonical); a decoded row sequence
+  that is not a valid program counts as wrong.
   """
   correct = 0
   for decoded, target in zip(decoded_BxRx5, targets_BxRx5):
     try:
-      correct += tokens.decode_program(decoded) == tokens.decode_program(target)
+      correct += (canonicalize(tokens.decode_program(decoded))
+                  == tokens.decode_program(target))
     except ValueError:
       pass
   return correct / len(targets_BxRx5)
@@ -300,13 +303,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     state, metrics = train_step(state, place(next(iterator)))
     timed_steps += 1
     progress.update()
-    if step % config.log_every == 0 or step == config.steps:
+    saving = step % config.checkpoint_every == 0 or step == config.steps
+    if step % config.log_every == 0 or saving:
       metrics = {k: float(v) for k, v in metrics.items()}
-      if not math.isfinite(metrics["loss"]):
+      if not math.isfinite(metrics["loss"]):  # Checked before any save.
         progress.close()
         raise FloatingPointError(
             f"non-finite loss {metrics['loss']} at step {step}; the last good "
             f"checkpoint is step {last_saved} in {workdir}/checkpoints")
+    if step % config.log_every == 0 or step == config.steps:
       metrics["learning_rate"] = float(schedule(step))
       metrics["steps_per_second"] = timed_steps / (time.perf_counter() - timer)
       timer, timed_steps = time.perf_counter(), 0
@@ -323,7 +328,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             greedy_program_accuracy(d, np.asarray(b["program"]))
             for d, b in zip(decoded, validation)]))
       _log_metrics(writer, step, summary, "validation")
-    if step % config.checkpoint_every == 0 or step == config.steps:
+    if saving:
       _save(manager, state, iterator)
       last_saved = step
   progress.close()

@@ -127,3 +127,13 @@ def test_killed_run_resumes_to_the_same_parameters(data_dir, tmp_path):
 def test_every_config_is_consistent(name):
   module = __import__(f"configs.{name}", fromlist=["get_config"])
   train.check_config(module.get_config())
+
+
+def test_non_finite_loss_stops_naming_the_step(data_dir, tmp_path):
+  # An infinite learning rate makes every parameter non-finite after step 1.
+  config = _config(data_dir, learning_rate=float("inf"), log_every=1)
+  with pytest.raises(FloatingPointError, match="at step 2; the last good "
+                     "checkpoint is step 0"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists() or not os.listdir(
+      tmp_path / "checkpoints")

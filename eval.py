@@ -35,7 +35,7 @@ import train
 from encoding import augment, pipeline, tokens, verify
 from encoding import weights as weight_blocks
 from encoding.limits import LimitExceeded
-from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
+from encoding.vocabulary import PAD
 from meta_model import decode
 from rasp_gen import convert, dataset, functional, records, saved
 from rasp_gen.program import Program, canonicalize
@@ -103,13 +103,6 @@ def choose_verified(candidates_KxRx5: np.ndarray,
   return best or Decompiled(None, candidates_KxRx5[0], 0.0, False)
 
 
-def _ids(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  ids = tokens.vocabulary_for_rows(config.input.max_rows).ids
-  return {"start_row": jnp.asarray([ids[PROGRAM_START]] + [ids[NA]] * 4,
-                                   jnp.int32),
-          "end_id": ids[PROGRAM_END], "pad_id": ids[PAD], "na_id": ids[NA]}
-
-
 def _batch(examples: Sequence[dict], config: ml_collections.ConfigDict
            ) -> dict[str, jax.Array]:
   stacked = pipeline.batch_examples(examples, tuple(config.input.block_buckets))
@@ -153,7 +146,7 @@ def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
                       options: ml_collections.ConfigDict
                       ) -> list[dict[str, Any]]:
   """Per-example results: token hits, exact/functional/verified flags."""
-  ids = _ids(config)
+  ids = train.special_ids(config)
   results = []
   size = config.input.batch_size
   for start in range(0, len(examples), size):
@@ -313,7 +306,7 @@ def decompile(workdir: str, path: str, options: ml_collections.ConfigDict
   except LimitExceeded as e:
     raise ValueError(f"{path}: the meta-model in {workdir} cannot read these "
                      f"weights: {e}") from e
-  ids = _ids(config)
+  ids = train.special_ids(config)
   batch = _batch([dict(vars(example))], config)
   beams, _ = decode.beam_search(model, batch, ids["start_row"],
                                 beam_size=options.beam_size,

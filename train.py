@@ -111,16 +111,24 @@ def make_model(config: ml_collections.ConfigDict) -> model_lib.MetaModel:
                              rngs=nnx.Rngs(config.seed))
 
 
-def _special_ids(config: ml_collections.ConfigDict) -> dict[str, int]:
+def special_ids(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The token ids the loss and the decoders need, under their arg names."""
   ids = tokens.vocabulary_for_rows(config.input.max_rows).ids
-  return {"pad_id": ids[PAD], "na_id": ids[NA]}
+  return {"start_row": jnp.asarray([ids[PROGRAM_START]] + [ids[NA]] * 4,
+                                   jnp.int32),
+          "end_id": ids[PROGRAM_END], "pad_id": ids[PAD], "na_id": ids[NA]}
+
+
+def _loss_ids(config: ml_collections.ConfigDict) -> dict[str, int]:
+  ids = special_ids(config)
+  return {"pad_id": ids["pad_id"], "na_id": ids["na_id"]}
 
 
 def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State,
                     optimizer: optax.GradientTransformation,
                     config: ml_collections.ConfigDict):
   """The pure step (state, batch) -> (state, metrics)."""
-  ids = _special_ids(config)
+  ids = _loss_ids(config)
 
   def loss_fn(params, batch, key):
     model = nnx.merge(graphdef, params, rest)
@@ -143,7 +151,7 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State,
 
 def make_eval_step(graphdef: nnx.GraphDef, rest: nnx.State,
                    config: ml_collections.ConfigDict):
-  ids = _special_ids(config)
+  ids = _loss_ids(config)
 
   def eval_step(params: nnx.State, batch: dict) -> dict:
     model = nnx.merge(graphdef, params, rest)
@@ -157,11 +165,11 @@ def greedy_decode(graphdef: nnx.GraphDef, params: nnx.State,
                   rest: nnx.State, batch: dict,
                   config: ml_collections.ConfigDict) -> np.ndarray:
   """The model's most likely program rows for each example: [B, R, 5]."""
-  ids = tokens.vocabulary_for_rows(config.input.max_rows).ids
-  start_row = jnp.asarray([ids[PROGRAM_START]] + [ids[NA]] * 4, jnp.int32)
+  ids = special_ids(config)
   model = nnx.merge(graphdef, params, rest)
   decoded_BxKxRx5, _ = decode.greedy_decode(
-      model, batch, start_row, end_id=ids[PROGRAM_END], pad_id=ids[PAD])
+      model, batch, ids["start_row"], end_id=ids["end_id"],
+      pad_id=ids["pad_id"])
   return np.asarray(decoded_BxKxRx5[:, 0])
 
 

@@ -11,7 +11,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.test_fraction = 0.05  # assigned by a hash of the canonical program.
   config.shard_size = 500  # Records per output shard.
   config.num_workers = 0  # Worker processes; 0 means one per CPU core.
-  config.compile_timeout_s = 60.0  # A sample compiling longer is skipped.
+  config.compile_timeout_s = 60.0  # A sample (draw + compile) taking longer
+  # is skipped and counted in the manifest.
 
   sampler = ml_collections.ConfigDict()
   sampler.length = (2, 8)  # Instructions per program (inclusive range).

@@ -3,7 +3,6 @@
 import ml_collections
 
 from configs import default
-from encoding import weights
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -17,6 +17,11 @@ permuted (encoding/augment.py):
                       to the given weights exactly, or else reproduces their
                       residual stream on the check inputs (encoding/verify.py);
                       the top candidate when none verifies.
+Beside them, per split: token accuracy by row column (operator, arg1-arg3,
+return variable) and, for the function slot (arg1 of MAP, SEQUENCE_MAP and
+SELECT rows), accuracy by the target function's family (`FUNCTION_FAMILIES`)
+and how often the predicted function is at least in the right family. Every
+accuracy is a sum of hits over a sum of counted slots or programs.
 """
 
 import collections
@@ -37,7 +42,8 @@ from encoding import weights as weight_blocks
 from encoding.limits import LimitExceeded
 from encoding.vocabulary import PAD
 from meta_model import decode
-from rasp_gen import convert, dataset, functional, records, saved
+from meta_model import loss as loss_lib
+from rasp_gen import convert, dataset, functional, functions, records, saved
 from rasp_gen.program import Program, canonicalize
 
 CHECK_SEED = 1234  # Check inputs are a function of (seed, example index).
@@ -109,20 +115,77 @@ def _batch(examples: Sequence[dict], config: ml_collections.ConfigDict
   return {k: jnp.asarray(v) for k, v in stacked.items()}
 
 
-def _token_hits(logits_RxCxV: np.ndarray, program_Rx5: np.ndarray,
-                mask_R: np.ndarray, pad_id: int, na_id: int
-                ) -> tuple[int, int]:
-  """Teacher-forced (right, counted) slots; logits[r] predict row r + 1."""
-  predicted = logits_RxCxV[:-1].argmax(-1)
-  target = program_Rx5[1:]
-  counted = mask_R[1:, None] & (target != pad_id) & (target != na_id)
-  return int((counted & (predicted == target)).sum()), int(counted.sum())
+COLUMNS = ("operator", "arg1", "arg2", "arg3", "return_var")
+
+
+def _function_families() -> dict[str, str]:
+  """Function token -> family, derived from the rasp_gen.functions tables.
+
+  Map and SequenceMap functions split by what they return on a value of
+  their domain: `*_boolean` (comparisons, NOT/AND/OR) or `*_arithmetic`.
+  """
+  families = {}
+  for kind, table, arity in (("map", functions.MAP_FUNCTIONS, 1),
+                             ("sequence_map", functions.SEQUENCE_MAP_FUNCTIONS,
+                              2)):
+    for f in table:
+      value = f.fn(*[True if f.domain == "bool" else 1] * arity)
+      families[f.name] = (f"{kind}_boolean" if isinstance(value, bool)
+                          else f"{kind}_arithmetic")
+  families.update({f.name: "linear_sequence_map"
+                   for f in functions.LINEAR_FUNCTIONS})
+  families.update({name: "predicate" for name in functions.PREDICATES})
+  return families
+
+
+FUNCTION_FAMILIES: dict[str, str] = _function_families()
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(FUNCTION_FAMILIES.values()))
+
+
+def slot_counts(hits: loss_lib.TokenHits, index: int, max_rows: int
+                ) -> dict[str, Any]:
+  """Example `index`'s teacher-forced hits, as counts to be summed.
+
+  token_right/token_counted: slots whose target is not PAD/NA;
+  column_right/column_counted: the same per column (`COLUMNS`);
+  function_counted/function_right/function_family_right: per family of the
+  target function, function slots (arg1 holding a function token), those
+  predicted exactly, and those whose predicted token is a function of the
+  same family.
+  """
+  predicted, target, counted = (np.asarray(a[index]) for a in
+                                (hits.predicted, hits.target, hits.counted))
+  right = counted & (predicted == target)
+  names = tokens.vocabulary_for_rows(max_rows).tokens
+
+  def family_of(token_id: int) -> Optional[str]:
+    return (FUNCTION_FAMILIES.get(names[token_id])
+            if 0 <= token_id < len(names) else None)
+
+  function_counted = collections.Counter()
+  function_right = collections.Counter()
+  function_family_right = collections.Counter()
+  for r in np.flatnonzero(counted[:, 1]):
+    family = family_of(target[r, 1])
+    if family is None:  # A selector variable (AGGREGATE, SELECTOR_WIDTH).
+      continue
+    function_counted[family] += 1
+    function_right[family] += int(predicted[r, 1] == target[r, 1])
+    function_family_right[family] += int(family_of(predicted[r, 1]) == family)
+  return {"token_right": int(right.sum()), "token_counted": int(counted.sum()),
+          "column_right": right.sum(0).tolist(),
+          "column_counted": counted.sum(0).tolist(),
+          "function_counted": dict(function_counted),
+          "function_right": dict(function_right),
+          "function_family_right": dict(function_family_right)}
 
 
 def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: Decompiled,
-          inputs: list[list], token_right: int, token_counted: int
-          ) -> dict[str, Any]:
-  """One example's results; a prediction that does not decode is wrong."""
+          inputs: list[list], slots: dict[str, Any]) -> dict[str, Any]:
+  """One example's results; a prediction that does not decode is wrong.
+
+  `slots` are the example's teacher-forced counts (`slot_counts`).
+  """
   predicted = _decode_or_none(greedy_Rx5)
   same = lambda p: p is not None and canonicalize(p) == record.program
   works = lambda p: p is not None and functional.same_function(
@@ -131,7 +194,7 @@ def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: Decompiled,
       "length": len(record.program),
       "operators": sorted({i.operator.value
                            for i in record.program.instructions}),
-      "token_right": token_right, "token_counted": token_counted,
+      **slots,
       "invalid": predicted is None,
       "exact": same(predicted),
       "functional": works(predicted),
@@ -152,7 +215,8 @@ def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
   for start in range(0, len(examples), size):
     chunk = examples[start:start + size]
     batch = _batch([e for _, e in chunk], config)
-    logits = np.asarray(model(batch, deterministic=True))
+    hits = loss_lib.token_hits(model(batch, deterministic=True), batch,
+                               pad_id=ids["pad_id"], na_id=ids["na_id"])
     greedy, _ = decode.greedy_decode(model, batch, ids["start_row"],
                                      end_id=ids["end_id"],
                                      pad_id=ids["pad_id"])
@@ -166,11 +230,9 @@ def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
           record.compiler_bos, record.compiler_pad, record.num_heads,
           causal=False)
       inputs = check_inputs(weights, record.index, options)
-      right, counted = _token_hits(logits[i], example["program"],
-                                   example["program_mask"], ids["pad_id"],
-                                   ids["na_id"])
       chosen = choose_verified(beams[i], weights, inputs)
-      results.append(score(record, greedy[i], chosen, inputs, right, counted))
+      results.append(score(record, greedy[i], chosen, inputs,
+                           slot_counts(hits, i, config.input.max_rows)))
   return results
 
 
@@ -178,8 +240,39 @@ _FLAGS_SUMMED = ("invalid", "exact", "functional", "verified",
                  "verified_exact", "verified_functional")
 
 
+def _by_column(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+  right = np.sum([r["column_right"] for r in results], axis=0, dtype=int)
+  counted = np.sum([r["column_counted"] for r in results], axis=0, dtype=int)
+  return {column: {"slots": int(counted[c]),
+                   "token_accuracy": float(right[c] / max(counted[c], 1))}
+          for c, column in enumerate(COLUMNS)}
+
+
+def _by_function_family(results: list[dict[str, Any]]
+                        ) -> dict[str, dict[str, Any]]:
+  """Function-slot accuracy per target family, and "all" families together."""
+  counted, right, in_family = (
+      sum((collections.Counter(r[key]) for r in results), collections.Counter())
+      for key in ("function_counted", "function_right",
+                  "function_family_right"))
+  summary = {}
+  for family in FAMILIES + ("all",):
+    pick = (lambda c: sum(c.values())) if family == "all" else (
+        lambda c: c[family])  # pylint: disable=cell-var-from-loop
+    n = pick(counted)
+    summary[family] = {"slots": n,
+                       "function_accuracy": pick(right) / max(n, 1),
+                       "family_accuracy": pick(in_family) / max(n, 1)}
+  return summary
+
+
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-  """Accuracies overall, by program length and by operator."""
+  """Accuracies overall, by length, by operator, by column, by function family.
+
+  Every accuracy sums hits over the group and divides once: by the group's
+  programs, counted slots (token accuracy, `by_column`) or function slots
+  (`by_function_family`, whose "all" row is every function slot).
+  """
 
   def accuracies(group: list[dict[str, Any]]) -> dict[str, float]:
     counted = sum(r["token_counted"] for r in group)
@@ -201,6 +294,9 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
       "overall": accuracies(results) if results else {},
       "by_length": {str(k): accuracies(v) for k, v in sorted(by_length.items())},
       "by_operator": {k: accuracies(v) for k, v in sorted(by_operator.items())},
+      "by_column": _by_column(results) if results else {},
+      "by_function_family": (_by_function_family(results) if results
+                             else {}),
   }
 
 
@@ -219,6 +315,18 @@ def format_table(name: str, summary: dict[str, Any]) -> str:
       lines.append(f"{label:14}" + "".join(
           f"{values[c]:>14d}" if c == "programs" else f"{values[c]:>14.3f}"
           for c in columns))
+  if summary.get("by_column"):
+    lines.append(f"-- token accuracy by column (teacher-forced)\n{'':22}"
+                 f"{'slots':>10}{'token':>10}")
+    lines += [f"{column:22}{v['slots']:>10d}{v['token_accuracy']:>10.3f}"
+              for column, v in summary["by_column"].items()]
+  if summary.get("by_function_family"):
+    lines.append(f"-- function slot by family of the true function\n{'':22}"
+                 f"{'slots':>10}{'function':>10}{'family':>10}")
+    lines += [f"{family:22}{v['slots']:>10d}{v['function_accuracy']:>10.3f}"
+              f"{v['family_accuracy']:>10.3f}"
+              for family, v in summary["by_function_family"].items()
+              if v["slots"] or family == "all"]
   return "\n".join(lines)
 
 

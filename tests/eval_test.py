@@ -3,6 +3,7 @@
 import json
 import os
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ import train
 from configs import tiny
 from encoding import tokens
 from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
-from rasp_gen import compiler, convert, records, saved
+from meta_model import loss as loss_lib
+from rasp_gen import compiler, convert, functions, records, saved
 from rasp_gen.program import Encoding, Instruction, Operator, Program
 
 MAX_ROWS = 8
@@ -73,7 +75,7 @@ def test_metrics_on_hand_made_predictions():
   results = []
   for rows in predictions:
     chosen = evaluation.choose_verified(rows[None], weights, inputs)
-    results.append(evaluation.score(record, rows, chosen, inputs, 3, 4))
+    results.append(evaluation.score(record, rows, chosen, inputs, SLOTS))
   assert [r["exact"] for r in results] == [True, True, False, False, False]
   assert [r["functional"] for r in results] == [True, True, True, False,
                                                 False]
@@ -89,6 +91,105 @@ def test_metrics_on_hand_made_predictions():
   assert summary["token_accuracy"] == pytest.approx(15 / 20)
   by_operator = evaluation.summarize(results)["by_operator"]
   assert set(by_operator) == {"MAP", "SEQUENCE_MAP"}
+
+
+# Teacher-forced counts for score(): 3 of 4 slots right (operator, arg1, return
+# var counted; the arg1 slot is a Map function, predicted in its family).
+SLOTS = {"token_right": 3, "token_counted": 4,
+         "column_right": [1, 1, 0, 0, 1], "column_counted": [1, 1, 0, 0, 2],
+         "function_counted": {"map_arithmetic": 1},
+         "function_right": {"map_arithmetic": 1},
+         "function_family_right": {"map_arithmetic": 1}}
+
+
+def test_function_families_come_from_the_tables():
+  assert set(evaluation.FUNCTION_FAMILIES) == set(functions.ALL_FUNCTION_NAMES)
+  families = evaluation.FUNCTION_FAMILIES
+  assert {n for n, f in families.items() if f == "map_boolean"} == {
+      "LAM_EQ_0", "LAM_EQ_1", "LAM_EQ_2", "LAM_NE_0", "LAM_NE_1", "LAM_LT_1",
+      "LAM_LT_2", "LAM_LT_3", "LAM_LT_5", "LAM_GT_0", "LAM_GT_1", "LAM_GT_2",
+      "LAM_GT_4", "LAM_NOT"}
+  assert families["LAM_ABS"] == families["LAM_DIV_2"] == "map_arithmetic"
+  assert families["LAM_MAX"] == "sequence_map_arithmetic"
+  assert families["LAM_AND"] == families["LAM_LT"] == "sequence_map_boolean"
+  assert families["LAM_LINEAR_SUB"] == "linear_sequence_map"
+  assert families["PRED_TRUE"] == "predicate"
+  assert evaluation.FAMILIES == (
+      "map_arithmetic", "map_boolean", "sequence_map_arithmetic",
+      "sequence_map_boolean", "linear_sequence_map", "predicate")
+
+
+def _logits(predicted_RxC: np.ndarray) -> np.ndarray:
+  """Logits whose argmax at row r is predicted row r + 1 (teacher forcing)."""
+  vocab_size = tokens.vocabulary_for_rows(MAX_ROWS).size
+  return 5.0 * np.asarray(jax.nn.one_hot(np.roll(predicted_RxC, -1, axis=0),
+                                         vocab_size))
+
+
+def test_column_and_family_accuracy_of_hand_made_logits():
+  ids = tokens.vocabulary_for_rows(MAX_ROWS).ids
+  select = Instruction(Operator.SELECT, "PRED_EQ", ("tokens", "tokens"), "v1")
+  first = _rows(*TRUE.instructions)  # MAP, MAP, SEQUENCE_MAP: 14 slots.
+  second = _rows(  # 17 slots.
+      select,
+      Instruction(Operator.AGGREGATE, None, ("v1", "tokens"), "v2"),
+      _map("LAM_EQ_0", "v2", "v3"),
+      Instruction(Operator.SELECTOR_WIDTH, None, ("v1",), "v4"))
+  wrong_first, wrong_second = first.copy(), second.copy()
+  wrong_first[1, 1] = ids["LAM_ADD_2"]  # Function wrong, family right.
+  wrong_first[2, 1] = ids["LAM_EQ_0"]  # map_arithmetic -> map_boolean.
+  wrong_first[3, 1] = ids["NA"]  # Not a function: family wrong.
+  wrong_first[3, 2] = ids["tokens"]  # arg2.
+  wrong_first[1, 3] = ids["v1"]  # Target NA: not counted.
+  wrong_first[6, 0] = ids["MAP"]  # PAD row: not counted.
+  wrong_second[1, 1] = ids["PRED_LT"]  # Function wrong, family right.
+  wrong_second[3, 4] = ids["v2"]  # Return variable.
+  wrong_second[5, 0] = ids["MAP"]  # The PROGRAM_END row's operator.
+  pad_id, na_id = ids[PAD], ids[NA]
+
+  results = []
+  for target, predicted in ((first, wrong_first), (second, wrong_second)):
+    batch = {"program": target[None],
+             "program_mask": (target != pad_id).any(axis=1)[None]}
+    hits = loss_lib.token_hits(_logits(predicted)[None], batch,
+                               pad_id=pad_id, na_id=na_id)
+    results.append(dict(length=3, operators=["MAP"], invalid=False,
+                        exact=False, functional=False, verified=False,
+                        verified_exact=False, verified_functional=False,
+                        **evaluation.slot_counts(hits, 0, MAX_ROWS)))
+  assert [(r["token_right"], r["token_counted"]) for r in results] == [
+      (10, 14), (14, 17)]
+  summary = evaluation.summarize(results)
+  # One denominator: 24 / 31, not the mean of 10/14 and 14/17.
+  assert summary["overall"]["token_accuracy"] == pytest.approx(24 / 31)
+  assert {c: (v["slots"], v["token_accuracy"])
+          for c, v in summary["by_column"].items()} == {
+              "operator": (9, pytest.approx(8 / 9)),
+              "arg1": (7, pytest.approx(3 / 7)),
+              "arg2": (6, pytest.approx(5 / 6)),
+              "arg3": (2, 1.0),
+              "return_var": (7, pytest.approx(6 / 7))}
+  families = {f: (v["slots"], v["function_accuracy"], v["family_accuracy"])
+              for f, v in summary["by_function_family"].items()}
+  assert families == {
+      "map_arithmetic": (2, 0.0, 0.5), "map_boolean": (1, 1.0, 1.0),
+      "sequence_map_arithmetic": (0, 0.0, 0.0),
+      "sequence_map_boolean": (1, 0.0, 0.0),
+      "linear_sequence_map": (0, 0.0, 0.0), "predicate": (1, 0.0, 1.0),
+      "all": (5, 0.2, 0.6)}
+
+  # The training metric is the same computation over one batch.
+  both = {"program": np.stack([first, second]),
+          "program_mask": np.stack([first, second])[..., 0] != pad_id}
+  _, metrics = loss_lib.loss_and_metrics(
+      np.stack([_logits(wrong_first), _logits(wrong_second)]), both,
+      pad_id=pad_id, na_id=na_id)
+  assert float(metrics["token_accuracy"]) == pytest.approx(24 / 31)
+
+  table = evaluation.format_table("t", summary)
+  assert "arg1                           7     0.429" in table
+  assert "map_arithmetic                 2     0.000     0.500" in table
+  assert "linear_sequence_map" not in table  # No slots: left out.
 
 
 def test_verification_picks_the_candidate_that_reproduces_the_weights():
@@ -123,6 +224,15 @@ def test_evaluate_writes_metrics_and_plot(workdir):
   assert on_disk["as compiled"]["overall"]["programs"] == (
       metrics["as compiled"]["overall"]["programs"]) > 0
   assert set(on_disk) >= {"as compiled", "permuted residual", "step"}
+  compiled = on_disk["as compiled"]
+  assert list(compiled["by_column"]) == list(evaluation.COLUMNS)
+  assert set(compiled["by_function_family"]) == set(evaluation.FAMILIES) | {
+      "all"}
+  # Every counted slot is in exactly one column.
+  columns = compiled["by_column"].values()
+  assert sum(v["slots"] * v["token_accuracy"] for v in columns) / sum(
+      v["slots"] for v in columns) == pytest.approx(
+          compiled["overall"]["token_accuracy"])
   assert os.path.getsize(os.path.join(workdir, "eval",
                                       "accuracy_by_length.png")) > 0
 

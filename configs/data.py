@@ -31,6 +31,11 @@ def get_config() -> ml_collections.ConfigDict:
   sampler.max_sequence_map_product = 144  # Bounds a SequenceMap's MLP width.
   sampler.num_check_inputs = 32  # Random inputs for validation/degeneracy.
   sampler.max_output_share = 0.75  # Most common output's share of them.
+  # Faithfulness: the compiled weights must give rasp.evaluate's output on
+  # every input when there are at most this many, else on the check inputs,
+  # num_faithful_inputs more random ones and each constant full-length one.
+  sampler.faithful_exhaustive_limit = 500
+  sampler.num_faithful_inputs = 64
   sampler.max_attempts = 1000  # Draws before sample_program gives up.
   config.sampler = sampler
   return config

@@ -47,7 +47,8 @@ def to_record(sample: sampler.SampledProgram, index: int) -> records.Record:
       program=sample.program, params=sample.compiled.params,
       num_heads=sample.compiled.num_heads, vocab=sample.vocab,
       max_seq_len=sample.max_seq_len, compiler_bos=compiler.COMPILER_BOS,
-      compiler_pad=compiler.COMPILER_PAD, index=index, split="train")
+      compiler_pad=compiler.COMPILER_PAD, index=index, split="train",
+      output=sample.compiled.output_decoding)
 
 
 def record_source(seed: int, count: int,

@@ -32,6 +32,77 @@ COMPILER_BOS = "compiler_bos"
 COMPILER_PAD = "compiler_pad"
 
 
+# Output values that survive JSON and msgpack with their type (bool stays bool).
+_PLAIN_VALUE_TYPES = (bool, int, float, str)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputDecoding:
+  """How a compiled model's output is read off its residual stream.
+
+  As tracr's unembedding and output encoder do it: a categorical output is
+  `values[argmax(residual[dims])]`, a numerical one is `residual[dims[0]]`.
+  The values keep their Python type (`[0, 1]` is not `[False, True]`); the
+  weights do not hold them (a direction records only the order of its
+  values), so they travel beside the weights.
+
+  Attributes:
+    dims: residual index of each output-space direction, in output-space
+      order (numerical: one dim).
+    values: categorical: the typed value of each of those directions, same
+      order (tracr sorts them); numerical: ().
+    numerical: whether the output is numerical.
+  """
+
+  dims: tuple[int, ...]
+  values: tuple
+  numerical: bool
+
+  def __post_init__(self):
+    if not isinstance(self.dims, tuple) or not isinstance(self.values, tuple):
+      raise ValueError("OutputDecoding dims and values must be tuples, got "
+                       f"{type(self.dims).__name__} and "
+                       f"{type(self.values).__name__}")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+               for d in self.dims) or len(set(self.dims)) != len(self.dims):
+      raise ValueError(f"OutputDecoding dims {self.dims} must be distinct "
+                       "non-negative ints")
+    if self.numerical and (len(self.dims) != 1 or self.values):
+      raise ValueError("a numerical OutputDecoding has one dim and no values, "
+                       f"got dims={self.dims}, values={self.values}")
+    if not self.numerical and (not self.dims
+                               or len(self.values) != len(self.dims)):
+      raise ValueError("a categorical OutputDecoding has one value per dim, "
+                       f"got dims={self.dims}, values={self.values}")
+
+  def to_dict(self) -> dict:
+    """Plain lists, for JSON and msgpack. Refuses values that would not come
+    back with the same type (only bool, int, float and str do)."""
+    for value in self.values:
+      if type(value) not in _PLAIN_VALUE_TYPES:
+        raise ValueError(f"output value {value!r} is a "
+                         f"{type(value).__name__}; only bool, int, float and "
+                         "str output values can be stored")
+    return {"dims": list(self.dims), "values": list(self.values),
+            "numerical": self.numerical}
+
+  @classmethod
+  def from_dict(cls, raw: Any) -> "OutputDecoding":
+    """Inverse of `to_dict`; ValueError naming what is malformed."""
+    if not isinstance(raw, dict) or set(raw) != {"dims", "values",
+                                                 "numerical"}:
+      raise ValueError("an output decoding must be a mapping with exactly "
+                       f"dims, values and numerical, got {raw!r}")
+    if not isinstance(raw["dims"], list) or not isinstance(
+        raw["values"], list) or not isinstance(raw["numerical"], bool):
+      raise ValueError("output decoding dims and values must be lists and "
+                       f"numerical a bool, got {raw!r}")
+    bad = [v for v in raw["values"] if type(v) not in _PLAIN_VALUE_TYPES]
+    if bad:
+      raise ValueError(f"output values {bad} are not bool, int, float or str")
+    return cls(tuple(raw["dims"]), tuple(raw["values"]), raw["numerical"])
+
+
 @dataclasses.dataclass(frozen=True)
 class CompiledModel:
   """Weights plus what is needed to run them without tracr's wrappers.
@@ -60,6 +131,15 @@ class CompiledModel:
   key_size: int
   mlp_hidden_size: int
   causal: bool
+
+  @property
+  def output_decoding(self) -> OutputDecoding:
+    """The output's residual dims and typed values (see OutputDecoding)."""
+    index = {label: i for i, label in enumerate(self.residual_labels)}
+    dims = tuple(index[label] for label in self.output_labels)
+    if not self.categorical_output:
+      return OutputDecoding(dims, (), True)
+    return OutputDecoding(dims, tuple(self.output_values), False)
 
 
 def _craft_model_and_spaces(

@@ -7,7 +7,6 @@ the reference's on every input sequence when there are few, else on random
 ones.
 """
 
-import itertools
 import numbers
 from typing import Any, Iterable, Sequence
 
@@ -30,21 +29,20 @@ def _sorted_vocab(vocab: Iterable) -> list:
 
 def check_inputs(vocab: Iterable, max_seq_len: int, rng: np.random.Generator,
                  num_random: int, exhaustive_limit: int) -> list[list]:
-  """Input sequences to compare programs on.
+  """Input sequences to compare programs on: `sampler.check_inputs` over
+  the sorted vocab.
 
   Every sequence of every length 1..max_seq_len (shortest first) when there
   are at most `exhaustive_limit` of them; otherwise `num_random` random ones
-  from `rng` (`sampler.random_inputs`: half of full length).
+  from `rng` (`sampler.random_inputs`: half of full length) and each token
+  repeated max_seq_len times.
   """
   tokens = _sorted_vocab(vocab)
   if not tokens or max_seq_len < 1:
     raise ValueError(f"no inputs for vocab {tokens} and max_seq_len "
                      f"{max_seq_len}")
-  total = sum(len(tokens)**n for n in range(1, max_seq_len + 1))
-  if total > exhaustive_limit:
-    return sampler.random_inputs(rng, tokens, max_seq_len, num_random)
-  return [list(xs) for n in range(1, max_seq_len + 1)
-          for xs in itertools.product(tokens, repeat=n)]
+  return sampler.check_inputs(rng, tokens, max_seq_len, num_random,
+                              exhaustive_limit)
 
 
 def run_program(program: Program, xs: Sequence) -> list:

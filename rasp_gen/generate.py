@@ -12,7 +12,9 @@ has two phases, so that resume and determinism are easy to check:
    writes every success, in index order, to `chunks/chunk-c.array_record`,
    then `chunks/chunk-c.json`: per record its index, identity key, split and
    length; per skipped sample the reason (sampler exception, or
-   `compile_timeout_s`). Each file is written under a temporary name and
+   `compile_timeout_s`); and the draws the sampler rejected, summed by
+   reason (`sampler.REJECTIONS`, e.g. `unfaithful`: tracr's weights do not
+   compute the program). Each file is written under a temporary name and
    `os.replace`d into place, the JSON last, so a chunk is done iff its JSON
    exists. A chunk's bytes depend on (config, c) alone, so a rerun after
    kill -9 redoes exactly the unfinished chunks, with any number of workers.
@@ -240,28 +242,33 @@ def _skip(reason: str, error: BaseException) -> dict[str, str]:
 
 
 def compile_sample(index: int, config: ml_collections.ConfigDict
-                   ) -> tuple[Optional[records.Record], Optional[dict]]:
-  """Sample `index`'s record and None, or None and why it was skipped.
+                   ) -> tuple[Optional[records.Record], Optional[dict],
+                              dict[str, int]]:
+  """Sample `index`'s record or None, why it was skipped or None, and the
+  draws the sampler rejected on the way, by reason (`sampler.REJECTIONS`).
 
-  The reason (`timeout` or `sampler:<exception type>`; the sampler only
+  The skip reason (`timeout` or `sampler:<exception type>`; the sampler only
   returns programs that compile) is what the manifest counts; the error
-  message goes to the chunk's JSON only.
+  message goes to the chunk's JSON only. A timeout loses the rejection
+  counts of its sample.
   """
   try:
     with _time_limit(config.compile_timeout_s):
       sample = sampler.sample_program(
           sampler.sampler_rng(config.seed, index), config.sampler)
   except _Timeout as e:
-    return None, _skip("timeout", e)
+    return None, _skip("timeout", e), {}
   except Exception as e:  # The sampler gave up or failed; skip, never crash.
-    return None, _skip(f"sampler:{type(e).__name__}", e)
+    return (None, _skip(f"sampler:{type(e).__name__}", e),
+            dict(getattr(e, "rejections", {})))
   rows = records.program_to_rows(sample.program)
   split = split_of(rows, config.validation_fraction, config.test_fraction)
   return records.Record(
       program=sample.program, params=sample.compiled.params,
       num_heads=sample.compiled.num_heads, vocab=sample.vocab,
       max_seq_len=sample.max_seq_len, compiler_bos=COMPILER_BOS,
-      compiler_pad=COMPILER_PAD, index=index, split=split), None
+      compiler_pad=COMPILER_PAD, index=index, split=split,
+      output=sample.compiled.output_decoding), None, sample.rejections
 
 
 def _chunk_paths(out_dir: str, chunk: int) -> tuple[str, str]:
@@ -282,8 +289,10 @@ def make_chunk(out_dir: str, config: ml_collections.ConfigDict,
   Runs in a worker process: the records go to disk, not back to the parent.
   """
   entries, skipped, payloads = [], [], []
+  rejected = collections.Counter()
   for index in _chunk_range(config, chunk):
-    record, skip = compile_sample(index, config)
+    record, skip, rejections = compile_sample(index, config)
+    rejected.update(rejections)
     if record is None:
       skipped.append({"index": index, **skip})
       continue
@@ -297,7 +306,8 @@ def make_chunk(out_dir: str, config: ml_collections.ConfigDict,
     payloads.append(records.record_to_bytes(record))
   records_path, json_path = _chunk_paths(out_dir, chunk)
   _write_records(records_path, payloads)
-  stats = {"chunk": chunk, "records": entries, "skipped": skipped}
+  stats = {"chunk": chunk, "records": entries, "skipped": skipped,
+           "rejected": dict(sorted(rejected.items()))}
   _write_json(json_path, stats)
   return stats
 
@@ -368,6 +378,9 @@ def _finalize(out_dir: str, config: ml_collections.ConfigDict,
                                       config.shard_size)]
   skipped = collections.Counter(
       skip["reason"] for s in stats for skip in s["skipped"])
+  rejected = collections.Counter()
+  for s in stats:
+    rejected.update(s["rejected"])
   manifest = {
       "config": identity_config(config),
       "seeds": {"seed": config.seed,
@@ -377,6 +390,7 @@ def _finalize(out_dir: str, config: ml_collections.ConfigDict,
       "num_sampled": config.num_programs,
       "num_compiled": len(compiled),
       "num_skipped": dict(sorted(skipped.items())),
+      "num_rejected": dict(sorted(rejected.items())),
       "num_duplicates": len(compiled) - len(kept),
       "counts": {split: len(entries) for split, entries in by_split.items()},
       "length_histogram": {
@@ -430,10 +444,12 @@ def _main(argv: list[str]) -> None:
                       flags.FLAGS.num_shards)
   if manifest is not None:
     logging.info(
-        "%s: %s records; %d sampled, %d skipped %s, %d duplicates; %.0f s",
+        "%s: %s records; %d sampled, %d skipped %s, %d duplicates; "
+        "draws rejected on the way %s; %.0f s",
         out_dir, manifest["counts"], manifest["num_sampled"],
         sum(manifest["num_skipped"].values()), manifest["num_skipped"],
-        manifest["num_duplicates"], time.time() - start)
+        manifest["num_duplicates"], manifest["num_rejected"],
+        time.time() - start)
 
 
 def _define_flags() -> None:

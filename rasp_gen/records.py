@@ -2,7 +2,8 @@
 
 Records are msgpack bytes (flax.serialization), so numpy arrays keep their
 dtype and shape, and any reader (grain, a notebook) can decode them without
-this package's classes.
+this package's classes. msgpack also keeps bool, int, float and str apart,
+so the output decoding's typed values come back as they were written.
 """
 
 import dataclasses
@@ -10,6 +11,7 @@ import dataclasses
 import numpy as np
 from flax import serialization
 
+from rasp_gen import compiler
 from rasp_gen.program import Encoding, Instruction, Operator, Program
 
 Params = dict[str, dict[str, np.ndarray]]
@@ -26,6 +28,8 @@ class Record:
   index: int  # Position in the run's sample stream (seed, index) -> program.
   split: str  # "train", "validation" or "test".
   num_heads: int  # Heads per attention layer; tracr params do not store it.
+  # How the output is read off the residual stream, with its typed values.
+  output: compiler.OutputDecoding
 
 
 def program_to_rows(program: Program) -> list[list[str]]:
@@ -54,6 +58,7 @@ def record_to_bytes(record: Record) -> bytes:
       "index": record.index,
       "split": record.split,
       "num_heads": record.num_heads,
+      "output": record.output.to_dict(),
   })
 
 
@@ -62,6 +67,9 @@ def record_from_bytes(data: bytes) -> Record:
   if "num_heads" not in raw:
     raise ValueError("record has no num_heads: it was written before records "
                      "stored it; regenerate the dataset")
+  if "output" not in raw:
+    raise ValueError("record has no output decoding: it was written before "
+                     "records stored it; regenerate the dataset")
   return Record(
       program=program_from_rows(raw["program"]),
       params={k: {p: np.asarray(a) for p, a in v.items()}
@@ -73,4 +81,5 @@ def record_from_bytes(data: bytes) -> Record:
       index=int(raw["index"]),
       split=raw["split"],
       num_heads=int(raw["num_heads"]),
+      output=compiler.OutputDecoding.from_dict(raw["output"]),
   )

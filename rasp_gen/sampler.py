@@ -6,7 +6,17 @@ inference does) and encoding, so each function is only applied where it is
 meaningful and never collapses to a constant. A grown program is kept only if
 its canonical form has the drawn length (no dead code), tracr's dynamic
 validation accepts it on random inputs, its output is not (nearly) constant
-over them, and it compiles (with the fast compiler, ~10 ms).
+over them, it compiles (with the fast compiler, ~10 ms), and it is faithful:
+its compiled weights, run by `rasp_gen.forward` and decoded as tracr does,
+give exactly `rasp.evaluate`'s output, typed, on every check input (all
+inputs when there are at most `faithful_exhaustive_limit`, else the
+validation inputs, `num_faithful_inputs` more random ones and every constant
+sequence of full length). tracr's `dynamic_validate` misses such programs,
+about one compiled draw in five on configs/data.py: SelectorWidth at
+max_seq_len 10 reads a width of 10 as 9, a numerical Map's negative outputs
+are cut to 0 by the ReLU, a categorical Aggregate that selects nothing is
+None in RASP but feeds a value into later MLPs, one that averages gives a
+mean. Each rejected draw is counted by reason (`REJECTIONS`).
 """
 
 import collections
@@ -19,7 +29,7 @@ import numpy as np
 from tracr.compiler import validating
 from tracr.rasp import rasp
 
-from rasp_gen import compiler, convert, functions
+from rasp_gen import compiler, convert, forward, functions
 from rasp_gen.program import (INDICES, TOKENS, Encoding, Instruction,
                               Operator, Program, canonicalize)
 
@@ -37,6 +47,27 @@ class SampledProgram:
   max_seq_len: int
   compiled: compiler.CompiledModel = dataclasses.field(
       compare=False, repr=False)
+  # Draws rejected before this one, by reason (see REJECTIONS).
+  rejections: dict[str, int] = dataclasses.field(
+      default_factory=dict, compare=False, repr=False)
+
+
+# Why `sample_program` rejects a draw:
+REJECTIONS = (
+    "no_program",  # growing did not reach the drawn length without dead code
+    "invalid",  # tracr's dynamic validation or evaluator fails on an input
+    "constant",  # the output is (nearly) constant over the check inputs
+    "does_not_compile",  # tracr refuses to compile it
+    "unfaithful",  # the compiled weights compute something else on an input
+)
+
+
+class SamplingError(RuntimeError):
+  """No draw passed; `rejections` counts the rejected draws by reason."""
+
+  def __init__(self, message: str, rejections: dict[str, int]):
+    super().__init__(message)
+    self.rejections = rejections
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,25 +246,74 @@ def random_inputs(rng: np.random.Generator, vocab: Sequence, max_seq_len: int,
   return inputs
 
 
-def _behaves(sop: rasp.SOp, inputs: list[list], max_output_share: float) -> bool:
-  """tracr compiles it faithfully on these inputs and the output varies.
+def num_sequences(vocab_size: int, max_seq_len: int) -> int:
+  """How many input sequences of length 1..max_seq_len there are."""
+  return sum(vocab_size**n for n in range(1, max_seq_len + 1))
 
-  Varying means no single output covers more than `max_output_share` of the
-  full-length inputs: a program that is constant but for rare inputs teaches
-  little and makes functional accuracy easy to fake with a constant.
+
+def check_inputs(rng: np.random.Generator, vocab: Sequence, max_seq_len: int,
+                 num_random: int, exhaustive_limit: int) -> list[list]:
+  """Inputs to check a program (or weights) on.
+
+  Every sequence of every length 1..max_seq_len (shortest first, in `vocab`
+  order) when there are at most `exhaustive_limit`; otherwise `num_random`
+  random ones (`random_inputs`) and then each token repeated max_seq_len
+  times, the input that random draws almost never hit and that e.g. a
+  SelectorWidth over equal tokens needs to reach its largest width.
+  """
+  if num_sequences(len(vocab), max_seq_len) <= exhaustive_limit:
+    return [list(xs) for n in range(1, max_seq_len + 1)
+            for xs in itertools.product(vocab, repeat=n)]
+  return (random_inputs(rng, vocab, max_seq_len, num_random)
+          + [[token] * max_seq_len for token in vocab])
+
+
+def _rejection(sop: rasp.SOp, inputs: list[list], max_output_share: float,
+               outputs: dict[tuple, list]) -> Optional[str]:
+  """Why the program is unusable on these inputs, or None.
+
+  "invalid" when tracr's dynamic validation flags an input or the evaluator
+  fails; "constant" when a single output covers more than
+  `max_output_share` of the full-length inputs: a program that is constant
+  but for rare inputs teaches little and makes functional accuracy easy to
+  fake with a constant. The outputs go into `outputs`, keyed by input.
   """
   full_length_outputs = collections.Counter()
   for xs in inputs:
+    # `dynamic_validate`, keeping the output: the validating evaluator is
+    # tracr's default evaluator plus checks.
+    validator = validating.DynamicValidationEvaluator()
     try:
-      if validating.dynamic_validate(sop, xs):
-        return False
-      output = tuple(rasp.evaluate(sop, xs))
+      output = validator.evaluate(sop, xs)
     except (ValueError, TypeError, ArithmeticError):
-      return False
+      return "invalid"
+    if validator.unsupported_exprs:
+      return "invalid"
+    outputs[tuple(xs)] = output
     if len(xs) == len(inputs[0]):
-      full_length_outputs[output] += 1
+      full_length_outputs[tuple(output)] += 1
   most_common = full_length_outputs.most_common(1)[0][1]
-  return most_common <= max_output_share * sum(full_length_outputs.values())
+  if most_common > max_output_share * sum(full_length_outputs.values()):
+    return "constant"
+  return None
+
+
+def first_unfaithful(sop: rasp.SOp, compiled: compiler.CompiledModel,
+                     inputs: Sequence[Sequence],
+                     compiler_bos: str = compiler.COMPILER_BOS,
+                     known: Optional[dict[tuple, list]] = None
+                     ) -> Optional[tuple[list, list, object]]:
+  """The first input on which `compiled` does not compute `sop`, or None.
+
+  Returned as (input, decoded output of the weights, `rasp.evaluate`'s
+  output or the error it raised); see `forward.compare` (and its `known`).
+  """
+  output = compiled.output_decoding
+  from_weights = forward.outputs(
+      compiled.params, compiled.num_heads, compiled.input_tokens, output,
+      inputs, compiler_bos, compiled.causal)
+  return forward.compare(sop, inputs, from_weights, output.numerical,
+                         known=known)[2]
 
 
 def sample_program(rng: np.random.Generator,
@@ -244,9 +324,11 @@ def sample_program(rng: np.random.Generator,
     rng: the only source of randomness; see `sampler_rng`.
     config: the `sampler` group of configs/data.py.
 
+  The result's `rejections` counts the draws rejected before it, by reason.
+
   Raises:
-    RuntimeError: if no program passes after `config.max_attempts` draws
-      (a config whose constraints cannot be met).
+    SamplingError: a RuntimeError, if no program passes after
+      `config.max_attempts` draws (a config whose constraints cannot be met).
   """
   # The shape is drawn once, so that lengths stay uniform over the range
   # (long programs are rejected more often than short ones).
@@ -255,13 +337,18 @@ def sample_program(rng: np.random.Generator,
   vocab = tuple(range(offset, offset + vocab_size))
   max_seq_len = _draw_inclusive(rng, config.max_seq_len)
   length = _draw_inclusive(rng, config.length)
+  rejections = collections.Counter()
   for _ in range(config.max_attempts):
     program = _grow(_Builder(rng, config, vocab, max_seq_len), length)
     if program is None or len(program) != length:
+      rejections["no_program"] += 1
       continue
     inputs = random_inputs(rng, vocab, max_seq_len, config.num_check_inputs)
     sop = convert.to_rasp(program)
-    if not _behaves(sop, inputs, config.max_output_share):
+    outputs = {}
+    reason = _rejection(sop, inputs, config.max_output_share, outputs)
+    if reason is not None:
+      rejections[reason] += 1
       continue
     try:
       compiled = compiler.compile_rasp_to_model_numpy(sop, set(vocab),
@@ -269,9 +356,24 @@ def sample_program(rng: np.random.Generator,
     except (ValueError, NotImplementedError):
       # tracr cannot assemble e.g. an Aggregate whose value space is wider
       # than its query/key space; such programs are not in the dataset.
+      rejections["does_not_compile"] += 1
       continue
-    return SampledProgram(program, vocab, max_seq_len, compiled)
-  raise RuntimeError(
+    # The validation inputs (already evaluated) are checked too.
+    faithful_inputs = check_inputs(rng, vocab, max_seq_len,
+                                   config.num_faithful_inputs,
+                                   config.faithful_exhaustive_limit)
+    if len(faithful_inputs) > config.faithful_exhaustive_limit:
+      faithful_inputs = inputs + faithful_inputs
+    difference = first_unfaithful(sop, compiled, faithful_inputs,
+                                  known=outputs)
+    if difference is not None:
+      # The evaluator's error (a str) means RASP defines no output there.
+      rejections["invalid" if isinstance(difference[2], str)
+                 else "unfaithful"] += 1
+      continue
+    return SampledProgram(program, vocab, max_seq_len, compiled,
+                          dict(sorted(rejections.items())))
+  raise SamplingError(
       f"no valid program of length {length} for vocab {vocab} and "
       f"max_seq_len {max_seq_len} in {config.max_attempts} attempts; "
-      "loosen the sampler config")
+      "loosen the sampler config", dict(sorted(rejections.items())))

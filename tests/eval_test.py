@@ -49,7 +49,7 @@ def _record() -> records.Record:
       convert.to_rasp(TRUE), set(vocab), max_seq_len)
   return records.Record(TRUE, compiled.params, vocab, max_seq_len,
                         compiler.COMPILER_BOS, compiler.COMPILER_PAD, 0,
-                        "test", compiled.num_heads)
+                        "test", compiled.num_heads, compiled.output_decoding)
 
 
 def test_metrics_on_hand_made_predictions():

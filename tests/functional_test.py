@@ -40,8 +40,9 @@ def test_check_inputs_samples_when_there_are_too_many():
   draw = lambda seed: functional.check_inputs(
       {2, 1}, 3, np.random.default_rng(seed), 5, exhaustive_limit=13)
   inputs = draw(0)
-  assert len(inputs) == 5 and inputs == draw(0)
+  assert len(inputs) == 5 + 2 and inputs == draw(0)
   assert all(1 <= len(xs) <= 3 and set(xs) <= {1, 2} for xs in inputs)
+  assert inputs[5:] == [[1, 1, 1], [2, 2, 2]]  # Each token, full length.
 
 
 def test_run_program():

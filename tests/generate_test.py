@@ -87,6 +87,12 @@ def test_manifest_counts_add_up(small_run):
     assert sum(manifest["length_histogram"][split].values()) == count
     assert all(s["num_records"] <= 10 for s in manifest["shards"])
   assert "num_workers" not in manifest["config"]
+  # Draws the sampler rejected on the way, by reason, summed from samples.
+  rejected = collections.Counter()
+  for index in range(40):
+    rejected.update(generate.compile_sample(index, _config())[2])
+  assert manifest["num_rejected"] == dict(sorted(rejected.items()))
+  assert manifest["num_rejected"]["unfaithful"] > 0
 
 
 def test_records_match_their_samples_and_splits(small_run):
@@ -101,9 +107,9 @@ def test_records_match_their_samples_and_splits(small_run):
       sample = sampler.sample_program(
           sampler.sampler_rng(config.seed, record.index), config.sampler)
       assert (record.program, record.vocab, record.max_seq_len,
-              record.num_heads) == (sample.program, sample.vocab,
-                                    sample.max_seq_len,
-                                    sample.compiled.num_heads)
+              record.num_heads, record.output) == (
+                  sample.program, sample.vocab, sample.max_seq_len,
+                  sample.compiled.num_heads, sample.compiled.output_decoding)
       assert record.params["token_embed"]["embeddings"].dtype == "float32"
 
 
@@ -111,7 +117,7 @@ def test_exact_duplicates_removed_first_occurrence_kept(small_run):
   config = _config()
   first_index = {}
   for index in range(config.num_programs):
-    record, _ = generate.compile_sample(index, config)
+    record, _, _ = generate.compile_sample(index, config)
     if record is not None:
       first_index.setdefault(_key(record), index)
   kept = [r for rs in _read_all(small_run).values() for r in rs]
@@ -143,6 +149,14 @@ def test_records_without_num_heads_are_refused(small_run):
   raw = serialization.msgpack_restore(records.record_to_bytes(record))
   del raw["num_heads"]
   with pytest.raises(ValueError, match="no num_heads.*regenerate"):
+    records.record_from_bytes(serialization.msgpack_serialize(raw))
+
+
+def test_records_without_output_decoding_are_refused(small_run):
+  record = dataset.read_split(small_run, "train")[0]
+  raw = serialization.msgpack_restore(records.record_to_bytes(record))
+  del raw["output"]
+  with pytest.raises(ValueError, match="no output decoding.*regenerate"):
     records.record_from_bytes(serialization.msgpack_serialize(raw))
 
 

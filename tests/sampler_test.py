@@ -1,14 +1,17 @@
-"""The sampler's contract: valid, canonical, non-degenerate, deterministic."""
+"""The sampler's contract: valid, canonical, non-degenerate, faithful to its
+weights, deterministic."""
 
 import collections
 
 import numpy as np
+import pytest
 from tracr.compiler import validating
 from tracr.rasp import rasp
 
 from configs import data
-from rasp_gen import convert, sampler
-from rasp_gen.program import Operator, canonicalize, validate
+from rasp_gen import compiler, convert, sampler
+from rasp_gen.program import (Encoding, Instruction, Operator, Program,
+                              canonicalize, validate)
 
 
 def _samples(seed: int, count: int, config=None):
@@ -45,7 +48,7 @@ def test_samples_are_not_constant_and_pass_dynamic_validation():
 
 
 def test_every_operator_and_length_appears():
-  samples = _samples(5, 300)
+  samples = _samples(5, 200)
   config = data.get_config().sampler
   lengths = collections.Counter(len(s.program) for s in samples)
   assert set(lengths) == set(range(config.length[0], config.length[1] + 1))
@@ -61,3 +64,74 @@ def test_length_config_is_respected():
   config = data.get_config().sampler
   config.length = (5, 5)
   assert {len(s.program) for s in _samples(0, 20, config)} == {5}
+
+
+def _program(*rows) -> Program:
+  return Program(tuple(Instruction(*row) for row in rows))
+
+
+# tracr miscompiles both, silently: dynamic validation accepts them.
+WIDTH = _program((Operator.SELECT, "PRED_TRUE", ("tokens", "tokens"), "v1"),
+                 (Operator.SELECTOR_WIDTH, None, ("v1",), "v2"))
+NEGATIVE = _program((Operator.MAP, "LAM_SUB_3", ("tokens",), "v1",
+                     Encoding.NUMERICAL))
+
+
+def _first_unfaithful(program, vocab, max_seq_len, inputs):
+  sop = convert.to_rasp(program)
+  compiled = compiler.compile_rasp_to_model_numpy(sop, set(vocab),
+                                                  max_seq_len)
+  return sampler.first_unfaithful(sop, compiled, inputs)
+
+
+def test_selector_width_of_ten_is_unfaithful_at_max_seq_len_ten():
+  inputs = sampler.check_inputs(np.random.default_rng(0), (0, 1, 2), 10,
+                                num_random=4, exhaustive_limit=500)
+  assert _first_unfaithful(WIDTH, (0, 1, 2), 9, [
+      xs[:9] for xs in inputs]) is None
+  xs, from_weights, from_program = _first_unfaithful(WIDTH, (0, 1, 2), 10,
+                                                     inputs)
+  assert len(xs) == 10 and from_weights == [9] * 10
+  assert from_program == [10] * 10
+
+
+def test_negative_numerical_map_is_unfaithful():
+  xs, from_weights, from_program = _first_unfaithful(
+      NEGATIVE, (0, 1, 2, 3, 4), 4, [[4, 0]])
+  assert (xs, from_weights, from_program) == ([4, 0], [1.0, 0.0], [1, -3])
+  assert _first_unfaithful(NEGATIVE, (3, 4, 5), 4, [[4, 3, 5]]) is None
+
+
+def test_aggregate_that_selects_nothing_decodes_to_none():
+  # RASP's None (no index equals tokens + 3) is the weights' empty output.
+  lookup = _program((Operator.MAP, "LAM_ADD_3", ("tokens",), "v1"),
+                    (Operator.SELECT, "PRED_EQ", ("indices", "v1"), "v2"),
+                    (Operator.AGGREGATE, None, ("v2", "tokens"), "v3"))
+  inputs = sampler.check_inputs(None, (0, 1), 5, 0, exhaustive_limit=100)
+  assert rasp.evaluate(convert.to_rasp(lookup), [0, 1, 0, 1]) == [
+      1, None, 1, None]
+  assert _first_unfaithful(lookup, (0, 1), 5, inputs) is None
+
+
+def test_samples_are_faithful_and_rejections_are_counted(monkeypatch):
+  config = data.get_config().sampler
+  config.vocab_size, config.max_seq_len = (3, 3), (4, 5)  # Exhaustive.
+  samples = _samples(0, 20, config)
+  for sample in samples:
+    inputs = sampler.check_inputs(None, sample.vocab, sample.max_seq_len, 0,
+                                  exhaustive_limit=500)
+    assert sampler.first_unfaithful(convert.to_rasp(sample.program),
+                                    sample.compiled, inputs) is None
+  rejections = collections.Counter()
+  for sample in _samples(0, 40):
+    rejections.update(sample.rejections)
+  assert set(rejections) <= set(sampler.REJECTIONS)
+  assert rejections["unfaithful"] > 0 and rejections["invalid"] > 0
+  # With every program unfaithful, sampling gives up, with the counts.
+  monkeypatch.setattr(sampler, "first_unfaithful",
+                      lambda *args, **kwargs: ([0], [1], [2]))
+  config.max_attempts = 30
+  with pytest.raises(sampler.SamplingError, match="in 30 attempts") as error:
+    sampler.sample_program(sampler.sampler_rng(0, 0), config)
+  assert sum(error.value.rejections.values()) == 30
+  assert error.value.rejections["unfaithful"] >= 1

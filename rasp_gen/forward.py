@@ -1,0 +1,256 @@
+"""What compiled weights compute: a numpy forward pass and tracr's decoding.
+
+The forward pass is tracr's compiled model (no layer norm, ReLU MLPs, logits
+scaled by 1/sqrt(key_size), residual connections, attention optionally
+causal) in float64 numpy, batched over inputs (padded). `outputs` runs
+it on input sequences (one padded batch) and decodes the result with a model's
+`compiler.OutputDecoding`, as tracr does; `compare` sets those outputs next
+to `rasp.evaluate`'s. The sampler uses them to keep only programs that
+tracr compiles faithfully, `encoding/verify.py` to verify candidates.
+
+This module checks only what it reads; `encoding.params.check_params`
+validates a whole params dict first where the input is untrusted.
+"""
+
+import numbers
+import re
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+from tracr.craft import bases
+from tracr.rasp import rasp
+
+from rasp_gen.compiler import OutputDecoding
+
+Params = Mapping[str, Mapping[str, np.ndarray]]
+
+# A numerical output read off the weights equals the program's within this
+# (float32 weights, softmax attention that leaves ~1e-20 on BOS).
+NUMERICAL_TOLERANCE = 1e-4
+# What tracr's RASP evaluator raises for a program that fails on an input.
+RUN_ERRORS = (ValueError, TypeError, ArithmeticError, KeyError, IndexError)
+
+# A categorical output position whose output directions are all below this
+# holds no value (see `decode`).
+UNSET_BELOW = 0.5
+
+_QUERY_KEY = re.compile(r"transformer/layer_(\d+)/attn/query")
+
+
+def input_tokens(vocab: Iterable, compiler_bos: str,
+                 compiler_pad: str) -> list[Any]:
+  """Token values in token-embedding row order, as tracr builds it.
+
+  tracr sorts the token space's basis (vocab, BOS and PAD) by value; this is
+  `compiler.CompiledModel.input_tokens` for weights compiled with `vocab`.
+  """
+  space = bases.VectorSpaceWithBasis.from_values(
+      rasp.tokens.label, set(vocab) | {compiler_bos, compiler_pad})
+  return [direction.value for direction in space.basis]
+
+
+def token_ids(tokens: Sequence[Any], inputs: Sequence[Sequence],
+              compiler_bos: str) -> np.ndarray:
+  """[B, 1 + n] token-embedding rows of `[BOS, *xs]`, n the longest input.
+
+  Shorter inputs are padded with BOS (see `forward`'s `lengths_B`). Raises
+  ValueError for a token outside `tokens` (BOS counts as outside).
+  """
+  index = {token: i for i, token in enumerate(tokens)}
+  bos = index[compiler_bos]
+  width = 1 + max(len(xs) for xs in inputs)
+  rows = np.full((len(inputs), width), bos, dtype=np.int64)
+  for row, xs in zip(rows, inputs):
+    unknown = [x for x in xs if x not in index or x == compiler_bos]
+    if unknown:
+      raise ValueError(f"input {list(xs)} has tokens {unknown} outside the "
+                       f"vocab {list(tokens)}")
+    row[1:1 + len(xs)] = [index[x] for x in xs]
+  return rows
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+  shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+  return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _float64(params: Params) -> dict[str, dict[str, np.ndarray]]:
+  return {module: {name: np.asarray(value, np.float64)
+                   for name, value in module_params.items()}
+          for module, module_params in params.items()}
+
+
+def _is_float64(params: Params) -> bool:
+  return all(isinstance(v, np.ndarray) and v.dtype == np.float64
+             for module in params.values() for v in module.values())
+
+
+def forward(params: Params, token_ids_BxT: np.ndarray, num_heads: int,
+            causal: bool = False,
+            lengths_B: Optional[np.ndarray] = None) -> np.ndarray:
+  """The final residual stream [B, T, d_model] of a batch of sequences.
+
+  Args:
+    params: a tracr params dict (haiku layout, jax or numpy arrays).
+    token_ids_BxT: rows of token_embed, BOS included.
+    num_heads: heads per attention layer; tracr params do not store it.
+    causal: mask attention to earlier positions, as a causal tracr model.
+    lengths_B: each sequence's length (BOS included) when the batch is
+      padded to T: no position attends to a key at or after it, so every
+      position before it gets exactly the residual of the unpadded sequence
+      (positions after it hold garbage). None: every sequence has length T.
+
+  Raises:
+    ValueError: if T exceeds the positional embedding's rows.
+  """
+  p = params if _is_float64(params) else _float64(params)
+  token_ids_BxT = np.asarray(token_ids_BxT)
+  batch, seq_len = token_ids_BxT.shape
+  pos_embed = p["pos_embed"]["embeddings"]
+  if seq_len > len(pos_embed):
+    raise ValueError(f"{seq_len} positions, but pos_embed has "
+                     f"{len(pos_embed)} rows")
+  residual_BxTxD = (p["token_embed"]["embeddings"][token_ids_BxT]
+                    + pos_embed[:seq_len])
+  allowed_BxTxT = np.ones((1, seq_len, seq_len), bool)
+  if causal:
+    allowed_BxTxT = allowed_BxTxT & np.tril(allowed_BxTxT[0])
+  if lengths_B is not None:
+    allowed_BxTxT = allowed_BxTxT & (
+        np.arange(seq_len) < np.asarray(lengths_B)[:, None])[:, None, :]
+  num_layers = sum(bool(_QUERY_KEY.fullmatch(k)) for k in p)
+
+  def linear(key: str, x: np.ndarray) -> np.ndarray:
+    return x @ p[key]["w"] + p[key]["b"]
+
+  for layer in range(num_layers):
+    attn = lambda name, x, l=layer: linear(
+        f"transformer/layer_{l}/attn/{name}", x)
+    width = p[f"transformer/layer_{layer}/attn/query"]["w"].shape[1]
+    key_size = width // num_heads
+    # [B, H, T, K]
+    split = lambda x: x.reshape(batch, seq_len, num_heads, key_size
+                                ).transpose(0, 2, 1, 3)
+    query_BxHxTxK = split(attn("query", residual_BxTxD))
+    key_BxHxTxK = split(attn("key", residual_BxTxD))
+    value_BxHxTxK = split(attn("value", residual_BxTxD))
+    logits_BxHxTxT = (query_BxHxTxK @ key_BxHxTxK.transpose(0, 1, 3, 2)
+                      / np.sqrt(key_size))
+    weights_BxHxTxT = _softmax(
+        np.where(allowed_BxTxT[:, None], logits_BxHxTxT, -1e30))
+    heads_BxTxW = (weights_BxHxTxT @ value_BxHxTxK).transpose(
+        0, 2, 1, 3).reshape(batch, seq_len, width)
+    residual_BxTxD = residual_BxTxD + attn("linear", heads_BxTxW)
+
+    mlp = lambda name, x, l=layer: linear(
+        f"transformer/layer_{l}/mlp/{name}", x)
+    hidden_BxTxM = np.maximum(mlp("linear_1", residual_BxTxD), 0.0)
+    residual_BxTxD = residual_BxTxD + mlp("linear_2", hidden_BxTxM)
+  return residual_BxTxD
+
+
+def decode(residual_BxTxD: np.ndarray, output: OutputDecoding) -> list[list]:
+  """Each sequence's output without the BOS position, as tracr reads it:
+  categorical, the value of the largest output direction (ties: the first);
+  numerical, the output dimension as a float.
+
+  One addition to tracr's argmax: a categorical position where no output
+  direction is set (all below UNSET_BELOW; a set one is 1) decodes to None.
+  That is how the weights carry RASP's None: an Aggregate that selects
+  nothing writes nothing, and Maps and SequenceMaps of nothing write nothing.
+  tracr's own decoder would read the first value there.
+  """
+  if max(output.dims) >= residual_BxTxD.shape[-1]:
+    raise ValueError(f"output dims {output.dims} are outside a residual "
+                     f"stream of width {residual_BxTxD.shape[-1]}")
+  read_BxTxO = residual_BxTxD[:, 1:, list(output.dims)]
+  if output.numerical:
+    return [[float(v) for v in row] for row in read_BxTxO[..., 0]]
+  unset_BxT = read_BxTxO.max(axis=-1) < UNSET_BELOW
+  return [[None if unset else output.values[i]
+           for i, unset in zip(row, unset_row)]
+          for row, unset_row in zip(read_BxTxO.argmax(axis=-1), unset_BxT)]
+
+
+def outputs(params: Params, num_heads: int, tokens: Sequence[Any],
+            output: OutputDecoding, inputs: Sequence[Sequence],
+            compiler_bos: str, causal: bool = False,
+            residuals: Optional[list] = None) -> list[list]:
+  """The decoded output of the weights on each input, in input order.
+
+  One padded batch (see `forward`). `tokens` is the token-embedding row
+  order (`input_tokens`). If `residuals` is a list, each input's final
+  residual stream [1 + n, d_model] is appended to it, in input order.
+  """
+  if not inputs:
+    return []
+  lengths_B = np.array([1 + len(xs) for xs in inputs])
+  residual_BxTxD = forward(params, token_ids(tokens, inputs, compiler_bos),
+                           num_heads, causal, lengths_B)
+  decoded = decode(residual_BxTxD, output)
+  if residuals is not None:
+    residuals.extend(r[:n] for r, n in zip(residual_BxTxD, lengths_B))
+  return [row[:n - 1] for row, n in zip(decoded, lengths_B)]
+
+
+def _plain(value: Any) -> Any:
+  return value.item() if isinstance(value, np.generic) else value
+
+
+def same_output(from_weights: Sequence, from_program: Sequence,
+                numerical: bool) -> bool:
+  """Do the weights' decoded output and the program's agree, typed?
+
+  Categorical values must be equal and of the same type (`True` is not
+  `1`); numerical ones equal within NUMERICAL_TOLERANCE. A program's None
+  equals only a None the weights decode to (see `decode`); a numerical
+  None equals nothing.
+  """
+  if len(from_weights) != len(from_program):
+    return False
+  for expected, got in zip(from_weights, from_program):
+    got = _plain(got)
+    if numerical:
+      if not isinstance(got, numbers.Real) or not abs(
+          float(got) - expected) <= NUMERICAL_TOLERANCE:
+        return False
+    elif type(got) is not type(expected) or got != expected:
+      return False
+  return True
+
+
+def compare(sop: rasp.SOp, inputs: Sequence[Sequence],
+            from_weights: Sequence[Sequence], numerical: bool,
+            stop_early: bool = True,
+            known: Optional[Mapping[tuple, Sequence]] = None
+            ) -> tuple[int, int, Optional[tuple[list, list, Any]]]:
+  """`rasp.evaluate(sop, xs)` against the weights' output on each input.
+
+  Returns (inputs checked, inputs agreeing, first difference), the last as
+  (input, output from the weights, output from the program) or None. A
+  program that raises on an input disagrees there; its output is then the
+  exception's text. With `stop_early` the check ends at the first
+  difference. `known` maps `tuple(xs)` to `sop`'s output where the caller
+  has already evaluated it.
+  """
+  checked = agreeing = 0
+  first = None
+  known = known or {}
+  for xs, expected in zip(inputs, from_weights):
+    checked += 1
+    try:
+      got = known.get(tuple(xs))
+      if got is None:
+        got = rasp.evaluate(sop, list(xs))
+    except RUN_ERRORS as error:
+      got, same = f"{type(error).__name__}: {error}", False
+    else:
+      same = same_output(expected, got, numerical)
+    if same:
+      agreeing += 1
+      continue
+    if first is None:
+      first = (list(xs), list(expected), got)
+    if stop_early:
+      break
+  return checked, agreeing, first

@@ -37,8 +37,7 @@ import numpy as np
 from absl import app, flags, logging
 
 import train
-from encoding import augment, pipeline, tokens, verify
-from encoding import weights as weight_blocks
+from encoding import pipeline, tokens, verify
 from encoding.limits import LimitExceeded
 from encoding.vocabulary import PAD
 from meta_model import decode
@@ -111,7 +110,7 @@ def choose_verified(candidates_KxRx5: np.ndarray,
 
 def _batch(examples: Sequence[dict], config: ml_collections.ConfigDict
            ) -> dict[str, jax.Array]:
-  stacked = pipeline.batch_examples(examples, tuple(config.input.block_buckets))
+  stacked = pipeline.batch_examples(examples, config)
   return {k: jnp.asarray(v) for k, v in stacked.items()}
 
 
@@ -360,11 +359,9 @@ def _examples(split_records: list[records.Record],
   for record in split_records:
     if permute:
       rng = np.random.default_rng([CHECK_SEED, record.index])
-      record = dataclasses.replace(
-          record, params=augment.augment(record.params, rng, rotate=False))
+      record = pipeline.augment_record(record, rng, "permute")
     try:
-      examples.append((record, pipeline.encode_record(
-          record, config.input.max_rows, config.weights)))
+      examples.append((record, pipeline.encode_record(record, config)))
     except LimitExceeded:
       dropped += 1
   return examples, dropped
@@ -409,13 +406,12 @@ def decompile(workdir: str, path: str, options: ml_collections.ConfigDict
   model, _ = train.restore_model(config, workdir)
   weights = saved.load_compiled(path)
   try:
-    example = weight_blocks.encode_weights(weights.params, config.weights,
-                                         num_heads=weights.num_heads)
+    example = pipeline.encode_weights_of(weights, config)
   except LimitExceeded as e:
     raise ValueError(f"{path}: the meta-model in {workdir} cannot read these "
                      f"weights: {e}") from e
   ids = train.special_ids(config)
-  batch = _batch([dict(vars(example))], config)
+  batch = _batch([example], config)
   beams, _ = decode.beam_search(model, batch, ids["start_row"],
                                 beam_size=options.beam_size,
                                 end_id=ids["end_id"], pad_id=ids["pad_id"])

@@ -26,7 +26,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import config_flags
 
-from encoding import pipeline, tokens, weights
+from encoding import graph, pipeline, tokens, weights
 from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
 from meta_model import decode, loss as loss_lib, model as model_lib
 from rasp_gen import dataset, generate
@@ -66,6 +66,7 @@ def make_mesh() -> jax.sharding.Mesh:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """The model must cover what the encoding produces; fail before training."""
+  pipeline.check_config(config)
   bounds = weights.feature_bounds(config.weights)
   checks = {
       "model.block_size == weights.block_size":
@@ -106,8 +107,11 @@ def make_optimizer(config: ml_collections.ConfigDict
 
 def make_model(config: ml_collections.ConfigDict) -> model_lib.MetaModel:
   vocabulary = tokens.vocabulary_for_rows(config.input.max_rows)
+  graph_bounds = (graph.feature_bounds(config.graph)
+                  if config.input.encoder == "graph" else None)
   return model_lib.MetaModel(config.model, vocabulary.size,
                              vocabulary.column_masks,
+                             graph_bounds=graph_bounds,
                              rngs=nnx.Rngs(config.seed))
 
 
@@ -235,10 +239,10 @@ def _save(manager: ocp.CheckpointManager, state: State,
 def _validation_batches(config: ml_collections.ConfigDict, path: str
                         ) -> list[dict]:
   """A fixed validation slice: no shuffle randomness across runs, no augment."""
-  input_config = ml_collections.ConfigDict(config.input)
-  input_config.update(augment="none", num_epochs=1, num_workers=0)
+  config = ml_collections.ConfigDict(config)
+  config.input.update(augment="none", num_epochs=1, num_workers=0)
   batches = pipeline.make_dataset(dataset.data_source(path, "validation"),
-                                  input_config, config.weights)
+                                  config)
   return [b for _, b in zip(range(config.eval_batches), batches)]
 
 
@@ -277,7 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                jax.device_count())
 
   iterator = iter(pipeline.make_dataset(dataset.data_source(path, "train"),
-                                        config.input, config.weights))
+                                        config))
   manager = _checkpoint_manager(workdir, config)
   if manager.latest_step() is not None:
     restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(

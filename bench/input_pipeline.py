@@ -1,10 +1,14 @@
 """Input pipeline throughput, and which records the size limits drop.
 
-  python bench/input_pipeline.py --data_dir=/path/to/dataset --num_workers=8
+  python bench/input_pipeline.py --data_dir=/path/to/dataset \
+      --config.input.num_workers=8
   python bench/input_pipeline.py  # In-memory sampled programs, no dataset.
+  python bench/input_pipeline.py --config.input.encoder=graph
 
-Prints batches/s and examples/s after a warm-up, how often each block
-bucket is used, and the share of records dropped per program length.
+Prints batches/s and examples/s after a warm-up, how often each bucket is
+used, and the share of records dropped per program length. The encoding,
+batch size, workers and augmentation come from --config (any field can be
+overridden, e.g. --config.input.augment=permute).
 """
 
 import collections
@@ -12,10 +16,14 @@ import time
 
 import jax
 from absl import app, flags
+from ml_collections import config_flags
 
-from configs import data
-from encoding import pipeline, synthetic, weights
+from encoding import pipeline, synthetic
 from rasp_gen import dataset
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/default.py", "Training config whose input, weights "
+    "and graph groups build the pipeline.")
 
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", "", "Dataset directory written by rasp_gen.generate. Empty: "
@@ -25,39 +33,27 @@ _SPLIT = flags.DEFINE_enum("split", "train", list(dataset.SPLITS),
 _SYNTHETIC_PROGRAMS = flags.DEFINE_integer(
     "synthetic_programs", 200, "Programs to sample (data config's sampler) "
     "when --data_dir is empty.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
 _NUM_BATCHES = flags.DEFINE_integer("num_batches", 50,
                                     "Batches timed after the warm-up.")
 _WARMUP_BATCHES = flags.DEFINE_integer(
     "warmup_batches", 5, "Batches read before timing (worker start-up, "
     "first reads).")
-_NUM_WORKERS = flags.DEFINE_integer(
-    "num_workers", 0, "grain worker processes; 0 encodes in this process.")
-_AUGMENT = flags.DEFINE_enum("augment", "none", list(pipeline.AUGMENTATIONS),
-                             "Random residual basis per example.")
-_BLOCK_AXIS = flags.DEFINE_enum(
-    "block_axis", "feature", list(weights.BLOCK_AXES),
-    "What one weight block is (see encoding/weights.py).")
 _DROP_RECORDS = flags.DEFINE_integer(
     "drop_records", 2000, "Records scanned for the drop report; 0 scans all.")
 
 
 def main(argv):
   del argv
+  config = _CONFIG.value
+  size_key = "blocks" if config.input.encoder == "blocks" else "node_type"
   if _DATA_DIR.value:
     source = dataset.data_source(_DATA_DIR.value, _SPLIT.value)
   else:
     source = synthetic.record_source(0, _SYNTHETIC_PROGRAMS.value,
-                                     data.get_config().sampler)
-  input_config = pipeline.default_input_config()
-  input_config.batch_size = _BATCH_SIZE.value
-  input_config.num_workers = _NUM_WORKERS.value
-  input_config.augment = _AUGMENT.value
-  weights_config = weights.default_weights_config()
-  weights_config.block_axis = _BLOCK_AXIS.value
-  print(f"{len(source)} records; input config:\n{input_config}")
+                                     config.data.sampler)
+  print(f"{len(source)} records; input config:\n{config.input}")
 
-  iterator = iter(pipeline.make_dataset(source, input_config, weights_config))
+  iterator = iter(pipeline.make_dataset(source, config))
   for _ in range(_WARMUP_BATCHES.value):
     next(iterator)
   buckets = collections.Counter()
@@ -65,16 +61,16 @@ def main(argv):
   for _ in range(_NUM_BATCHES.value):
     batch = next(iterator)
     jax.block_until_ready(batch)
-    buckets[batch["blocks"].shape[1]] += 1
+    buckets[batch[size_key].shape[1]] += 1
   seconds = time.perf_counter() - start
   iterator.close()
   rate = _NUM_BATCHES.value / seconds
-  print(f"{rate:.2f} batches/s, {rate * _BATCH_SIZE.value:.1f} examples/s "
-        f"({_NUM_WORKERS.value} workers)")
-  print("batches per block bucket: " + ", ".join(
+  print(f"{rate:.2f} batches/s, {rate * config.input.batch_size:.1f} "
+        f"examples/s ({config.input.num_workers} workers)")
+  print(f"batches per bucket ({size_key} width): " + ", ".join(
       f"{n}: {c}" for n, c in sorted(buckets.items())))
 
-  drops = pipeline.drops_by_length(source, input_config, weights_config,
+  drops = pipeline.drops_by_length(source, config,
                                    _DROP_RECORDS.value or None)
   print("program length: dropped / records (share)")
   for length, (dropped, total) in drops.items():

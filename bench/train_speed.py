@@ -42,7 +42,7 @@ def main(argv):
   train.check_config(config)
   batch = next(iter(pipeline.make_dataset(
       synthetic.record_source(0, _PROGRAMS.value, config.data.sampler),
-      config.input, config.weights)))
+      config)))
   graphdef, params, rest = nnx.split(train.make_model(config), nnx.Param, ...)
   optimizer, _ = train.make_optimizer(config)
   state = {"params": params, "opt_state": optimizer.init(params),
@@ -63,7 +63,9 @@ def main(argv):
     return x
 
   chain_s = _time(chain, matrix, steps=_STEPS.value)
-  print(f"batch blocks {batch['blocks'].shape}, {flops / 1e9:.2f} GFLOP/step")
+  prefix_key = "blocks" if config.input.encoder == "blocks" else "node_type"
+  print(f"batch {prefix_key} {batch[prefix_key].shape}, "
+        f"{flops / 1e9:.2f} GFLOP/step")
   print(f"step {step_s * 1e3:.1f} ms ({1 / step_s:.2f} steps/s, "
         f"{flops / step_s / 1e9:.1f} GFLOP/s); matmul chain of the same FLOPs "
         f"{chain_s * 1e3:.1f} ms; utilisation vs matmul {chain_s / step_s:.2f}")

@@ -3,7 +3,7 @@
 import ml_collections
 
 from configs import data
-from encoding import pipeline, weights
+from encoding import graph, pipeline, weights
 from meta_model import model
 
 
@@ -16,10 +16,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.num_programs = 3000
   config.data.sampler.length = (2, 6)
 
+  config.graph = graph.default_graph_config()  # Read when input.encoder is
+  # "graph"; the weights group when it is "blocks".
   config.weights = weights.default_weights_config()
   config.weights.max_blocks = 512
 
   config.input = pipeline.default_input_config()
+  config.input.encoder = "graph"  # "blocks" for the weight-block encoding.
   config.input.batch_size = 16
   config.input.max_rows = 8  # START + up to 6 instructions + END.
   config.input.block_buckets = (256, 512)

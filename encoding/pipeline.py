@@ -4,6 +4,12 @@ Source → shard by process → shuffle → repeat → decode, augment, encode
 (threads, optionally worker processes) → drop records over the size limits
 → batch → jnp → prefetch.
 
+The weights are encoded as blocks (`input.encoder="blocks"`, below) or as a
+weight graph (`"graph"`, encoding/graph.py): a batch is then the disjoint
+union of its examples' graphs, `graph.batch_graphs`' keys (node arrays [N],
+edge arrays [E], `summary_index`/`summary_mask` [B, S]), plus `program` and
+`program_mask` as below.
+
 The source is any random-access sequence of `records.record_to_bytes` bytes:
 `rasp_gen.dataset.data_source(out_dir, split)` for a generated dataset, or a
 plain list in tests. Every step is a function of the element index and the
@@ -45,20 +51,27 @@ import ml_collections
 import numpy as np
 
 from encoding import augment as augment_lib
-from encoding import tokens, weights
+from encoding import graph as graph_lib
+from encoding import params as params_lib
+from encoding import tokens, verify, weights
 from encoding.limits import LimitExceeded
 from encoding.vocabulary import NUM_COLUMNS, PAD
 from rasp_gen import records
 
 Example = dict[str, np.ndarray]
 AUGMENTATIONS = ("none", "permute", "rotate")
+ENCODERS = ("blocks", "graph")
 _BLOCK_KEYS = tuple(f.name for f in dataclasses.fields(weights.WeightBlocks))
+_GRAPH_KEYS = tuple(f.name for f in dataclasses.fields(graph_lib.WeightGraph))
 
 
 def default_input_config() -> ml_collections.ConfigDict:
   """Input pipeline settings; configs include this as their `input` group."""
   config = ml_collections.ConfigDict()
   config.batch_size = 32  # Examples per batch on each process.
+  # How the weights are shown to the model: "blocks" (encoding/weights.py,
+  # the `weights` group) or "graph" (encoding/graph.py, the `graph` group).
+  config.encoder = "blocks"
   # Program rows: PROGRAM_START, up to 8 instructions, PROGRAM_END.
   config.max_rows = 10
   # Block counts a batch is padded to; the last must be weights.max_blocks.
@@ -78,96 +91,151 @@ def default_input_config() -> ml_collections.ConfigDict:
   return config
 
 
-def encode_record(record: records.Record, max_rows: int,
-                  weights_config: ml_collections.ConfigDict) -> Example:
-  """One example (unbatched arrays); LimitExceeded if it does not fit."""
-  blocks = weights.encode_weights(record.params, weights_config,
-                                  record.num_heads)
-  program = tokens.encode_program(record.program, max_rows)
-  pad_row = tokens.vocabulary_for_rows(max_rows).ids[PAD]
-  return dict(vars(blocks), program=program,  # vars: asdict deep-copies.
+def encode_weights_of(record: records.Record,
+                      config: ml_collections.ConfigDict) -> Example:
+  """The record's weights as `config.input.encoder` encodes them (unbatched).
+
+  `record` may also be a `rasp_gen.saved.SavedModel` (the same fields).
+  Blocks come padded to `weights.max_blocks`, graphs unpadded; LimitExceeded
+  if the model does not fit.
+  """
+  if config.input.encoder == "blocks":
+    return dict(vars(weights.encode_weights(  # vars: asdict deep-copies.
+        record.params, config.weights, record.num_heads)))
+  if record.output is None:
+    raise ValueError("the weights have no output decoding (a rotated "
+                     "residual stream); the graph encoder needs one")
+  graph = graph_lib.build_graph(
+      record.params,
+      verify.input_tokens(record.vocab, record.compiler_bos,
+                          record.compiler_pad),
+      record.output, record.num_heads, config.graph, record.compiler_bos,
+      record.compiler_pad)
+  return {f.name: getattr(graph, f.name) for f in dataclasses.fields(graph)}
+
+
+def encode_record(record: records.Record,
+                  config: ml_collections.ConfigDict) -> Example:
+  """One example (unbatched arrays); LimitExceeded if it does not fit.
+
+  `config` is a training config: its `input`, `weights` and `graph` groups.
+  """
+  program = tokens.encode_program(record.program, config.input.max_rows)
+  pad_row = tokens.vocabulary_for_rows(config.input.max_rows).ids[PAD]
+  return dict(encode_weights_of(record, config), program=program,
               program_mask=np.any(program != pad_row, axis=1))
 
 
+def augment_record(record: records.Record, rng: np.random.Generator,
+                   augment: str) -> records.Record:
+  """The record in a random residual basis (`augment`: AUGMENTATIONS).
+
+  A permutation moves the output decoding's dims with the residual stream;
+  a rotation leaves no output dims, so the record's `output` becomes None.
+  """
+  if augment == "none":
+    return record
+  d_model = params_lib.check_params(record.params).d_model
+  if augment == "rotate":
+    basis_DxD = augment_lib.random_rotation(rng, d_model)
+    output = None
+  else:
+    basis_DxD = augment_lib.random_permutation(rng, d_model)
+    output = record.output and dataclasses.replace(
+        record.output,
+        dims=tuple(int(np.argmax(basis_DxD[d])) for d in record.output.dims))
+  return dataclasses.replace(
+      record, params=augment_lib.change_residual_basis(record.params,
+                                                       basis_DxD),
+      output=output)
+
+
 def _example_or_none(data: bytes, rng: np.random.Generator, *,
-                     max_rows: int, weights_config: ml_collections.ConfigDict,
-                     augment: str) -> Optional[Example]:
-  record = records.record_from_bytes(data)
-  if augment != "none":
-    record = dataclasses.replace(record, params=augment_lib.augment(
-        record.params, rng, rotate=augment == "rotate"))
+                     config: ml_collections.ConfigDict) -> Optional[Example]:
+  record = augment_record(records.record_from_bytes(data), rng,
+                          config.input.augment)
   try:
-    return encode_record(record, max_rows, weights_config)
+    return encode_record(record, config)
   except LimitExceeded:
     return None
 
 
 def batch_examples(examples: Sequence[Example],
-                     buckets: tuple[int, ...]) -> Example:
-  """Stacks examples, cutting block arrays to the smallest bucket that fits."""
+                   config: ml_collections.ConfigDict) -> Example:
+  """Stacks examples: blocks cut to the smallest bucket that holds them,
+  graphs joined into one padded disjoint union (`graph.batch_graphs`)."""
+  if config.input.encoder == "graph":
+    graphs = [graph_lib.WeightGraph(**{k: e[k] for k in _GRAPH_KEYS})
+              for e in examples]
+    rest = {k: np.stack([e[k] for e in examples])
+            for k in examples[0] if k not in _GRAPH_KEYS}
+    return dict(graph_lib.batch_graphs(graphs, config.graph.buckets), **rest)
   largest = max(int(e["block_mask"].sum()) for e in examples)
-  size = min(b for b in buckets if b >= largest)
+  size = min(b for b in config.input.block_buckets if b >= largest)
   return {key: np.stack([e[key][:size] if key in _BLOCK_KEYS else e[key]
                          for e in examples])
           for key in examples[0]}
 
 
-def _check_config(config: ml_collections.ConfigDict,
-                  weights_config: ml_collections.ConfigDict) -> None:
-  buckets = tuple(config.block_buckets)
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """ValueError naming the first inconsistent `input` setting."""
+  buckets = tuple(config.input.block_buckets)
   if list(buckets) != sorted(set(buckets)) or (
-      buckets[-1] != weights_config.max_blocks):
+      buckets[-1] != config.weights.max_blocks):
     raise ValueError(f"block_buckets must increase and end at max_blocks="
-                     f"{weights_config.max_blocks}, got {buckets}")
-  if config.augment not in AUGMENTATIONS:
+                     f"{config.weights.max_blocks}, got {buckets}")
+  if config.input.augment not in AUGMENTATIONS:
     raise ValueError(f"augment must be one of {AUGMENTATIONS}, got "
-                     f"{config.augment!r}")
+                     f"{config.input.augment!r}")
+  if config.input.encoder not in ENCODERS:
+    raise ValueError(f"input.encoder must be one of {ENCODERS}, got "
+                     f"{config.input.encoder!r}")
+  if config.input.encoder == "graph":
+    graph_lib.check_buckets(config.graph.buckets)
+    if config.input.augment == "rotate":
+      raise ValueError("input.augment='rotate' makes the weights dense and "
+                       "leaves no output dims; the graph encoder takes "
+                       "'none' or 'permute'")
 
 
-def make_dataset(source: Sequence[bytes], config: ml_collections.ConfigDict,
-                 weights_config: ml_collections.ConfigDict
+def make_dataset(source: Sequence[bytes], config: ml_collections.ConfigDict
                  ) -> grain.IterDataset:
   """Batches of this process's shard of `source`; see the module docstring.
 
   Args:
     source: random access to record bytes (`__len__`, `__getitem__`).
-    config: `default_input_config()` or a config's `input` group.
-    weights_config: `weights.default_weights_config()` or a config's
-      `weights` group.
+    config: a training config; its `input` group (`default_input_config()`)
+      and the `weights` or `graph` group its encoder reads.
   """
-  _check_config(config, weights_config)
-  example = functools.partial(
-      _example_or_none, max_rows=config.max_rows,
-      weights_config=weights_config, augment=config.augment)
+  check_config(config)
+  example = functools.partial(_example_or_none, config=config)
   # `seed` gives shuffle and random_map each their own derived seed; both
   # reseed every epoch.
   dataset = (grain.MapDataset.source(source)
              [jax.process_index()::jax.process_count()]
-             .seed(config.seed)
+             .seed(config.input.seed)
              .shuffle()
-             .repeat(config.num_epochs or None)
+             .repeat(config.input.num_epochs or None)
              .random_map(example)
              .filter(lambda e: e is not None)
              .to_iter_dataset(grain.ReadOptions(
-                 num_threads=config.read_threads,
-                 prefetch_buffer_size=config.read_buffer_size))
-             .batch(config.batch_size, drop_remainder=True,
-                    batch_fn=functools.partial(
-                        batch_examples,
-                        buckets=tuple(config.block_buckets))))
-  if config.num_workers:
+                 num_threads=config.input.read_threads,
+                 prefetch_buffer_size=config.input.read_buffer_size))
+             .batch(config.input.batch_size, drop_remainder=True,
+                    batch_fn=functools.partial(batch_examples,
+                                               config=config)))
+  if config.input.num_workers:
     dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
-        num_workers=config.num_workers,
-        per_worker_buffer_size=config.worker_buffer_size))
+        num_workers=config.input.num_workers,
+        per_worker_buffer_size=config.input.worker_buffer_size))
   dataset = dataset.map(lambda batch: {k: jnp.asarray(v)
                                        for k, v in batch.items()})
   return grain.experimental.ThreadPrefetchIterDataset(
-      dataset, prefetch_buffer_size=config.prefetch_batches)
+      dataset, prefetch_buffer_size=config.input.prefetch_batches)
 
 
 def drops_by_length(source: Sequence[bytes],
                     config: ml_collections.ConfigDict,
-                    weights_config: ml_collections.ConfigDict,
                     max_records: Optional[int] = None
                     ) -> dict[int, tuple[int, int]]:
   """Program length -> (records dropped for size limits, records).
@@ -181,7 +249,7 @@ def drops_by_length(source: Sequence[bytes],
     count = counts[len(record.program)]
     count[1] += 1
     try:
-      encode_record(record, config.max_rows, weights_config)
+      encode_weights_of(record, config)
     except LimitExceeded:
       count[0] += 1
   return {length: (dropped, total)
@@ -189,18 +257,16 @@ def drops_by_length(source: Sequence[bytes],
 
 
 def element_spec(config: ml_collections.ConfigDict,
-                 weights_config: ml_collections.ConfigDict,
                  num_blocks: int) -> dict[str, Any]:
-  """Shapes and dtypes of a batch with `num_blocks` blocks (a bucket)."""
-  b, n = config.batch_size, num_blocks
+  """Shapes and dtypes of a block batch with `num_blocks` blocks (a bucket)."""
+  b, n, rows = config.input.batch_size, num_blocks, config.input.max_rows
   return {
-      "blocks": jax.ShapeDtypeStruct((b, n, weights_config.block_size),
+      "blocks": jax.ShapeDtypeStruct((b, n, config.weights.block_size),
                                      jnp.float32),
       **{key: jax.ShapeDtypeStruct((b, n), jnp.int32) for key in (
           "block_layer", "block_kind", "block_position", "block_is_last")},
       "block_shape": jax.ShapeDtypeStruct((b, n, 2), jnp.int32),
       "block_mask": jax.ShapeDtypeStruct((b, n), jnp.bool_),
-      "program": jax.ShapeDtypeStruct((b, config.max_rows, NUM_COLUMNS),
-                                      jnp.int32),
-      "program_mask": jax.ShapeDtypeStruct((b, config.max_rows), jnp.bool_),
+      "program": jax.ShapeDtypeStruct((b, rows, NUM_COLUMNS), jnp.int32),
+      "program_mask": jax.ShapeDtypeStruct((b, rows), jnp.bool_),
   }

@@ -46,6 +46,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from meta_model.graph_encoder import GraphEmbedder
 from meta_model.layers import Block, KVCache, Mlp
 
 NUM_COLUMNS = 5  # Tokens per program row.
@@ -72,6 +73,7 @@ def default_model_config() -> ml_collections.ConfigDict:
   config.num_block_kinds = 16  # Distinct block_kind values.
   config.max_block_positions = 64  # Blocks a single matrix can be cut into.
   config.block_size = 512  # Values per weight block.
+  config.graph_rounds = 3  # Message-passing rounds of the graph encoder.
   return config
 
 
@@ -190,10 +192,18 @@ class RowHead(nnx.Module):
 
 
 class MetaModel(nnx.Module):
-  """Weight blocks in, logits of the program's rows out (module docstring)."""
+  """Weights in, logits of the program's rows out (module docstring).
+
+  The weights come as blocks (encoding/weights.py) by default, or as a
+  weight graph (encoding/graph.py) when `graph_bounds` (that module's
+  `feature_bounds`) is given; the prefix is then one token per summary node
+  of the graph, after message passing.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict, vocab_size: int,
-               column_masks: np.ndarray, *, rngs: nnx.Rngs):
+               column_masks: np.ndarray, *,
+               graph_bounds: Mapping[str, int] | None = None,
+               rngs: nnx.Rngs):
     if config.dtype not in ("float32", "bfloat16"):
       raise ValueError(f"model dtype {config.dtype!r}: expected 'float32' or "
                        "'bfloat16'")
@@ -206,7 +216,14 @@ class MetaModel(nnx.Module):
     dtype = jnp.dtype(config.dtype)
     self.max_blocks = config.max_blocks
     self.max_rows = config.max_rows
-    self.block_embedder = BlockEmbedder(config, dtype=dtype, rngs=rngs)
+    if graph_bounds is None:
+      self.prefix_embedder = BlockEmbedder(config, dtype=dtype, rngs=rngs)
+      self.prefix_mask_key = "block_mask"
+    else:
+      self.prefix_embedder = GraphEmbedder(
+          config.d_model, config.mlp_dim, config.graph_rounds, graph_bounds,
+          dtype=dtype, rngs=rngs)
+      self.prefix_mask_key = "summary_mask"
     self.row_embedder = RowEmbedder(vocab_size, config.max_rows,
                                     config.d_model, dtype=dtype, rngs=rngs)
     self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
@@ -219,7 +236,8 @@ class MetaModel(nnx.Module):
                         column_masks, dtype=dtype, rngs=rngs)
 
   def _check_lengths(self, num_blocks: int, num_rows: int):
-    if num_blocks > self.max_blocks or num_rows > self.max_rows:
+    if num_rows > self.max_rows or (
+        self.prefix_mask_key == "block_mask" and num_blocks > self.max_blocks):
       raise ValueError(f"batch has {num_blocks} blocks and {num_rows} rows; "
                        f"the model takes at most {self.max_blocks} and "
                        f"{self.max_rows}")
@@ -232,11 +250,11 @@ class MetaModel(nnx.Module):
     `rngs` (a "dropout" stream) overrides the dropout RNGs stored in the model.
     """
     program_BxRx5 = batch["program"]
-    blockmask_BxN = batch["block_mask"]
+    blockmask_BxN = batch[self.prefix_mask_key]
     (b, n), r = blockmask_BxN.shape, program_BxRx5.shape[1]
     self._check_lengths(n, r)
     x_BxTxD = jnp.concatenate([
-        self.block_embedder(batch),
+        self.prefix_embedder(batch),
         self.row_embedder(program_BxRx5, jnp.arange(r))], axis=1)
     x_BxTxD = self.dropout(x_BxTxD, deterministic=deterministic, rngs=rngs)
     # Key j is visible to query i if it is a valid block, or a row j <= i.
@@ -253,11 +271,11 @@ class MetaModel(nnx.Module):
     return self.head(h_BxRxD, next_BxRx5)
 
   def encode_prefix(self, batch: Batch) -> DecodeCache:
-    """Runs the weight blocks once; the cache has room for max_rows rows."""
-    blockmask_BxN = batch["block_mask"]
+    """Runs the weights once; the cache has room for max_rows rows."""
+    blockmask_BxN = batch[self.prefix_mask_key]
     b, n = blockmask_BxN.shape
     self._check_lengths(n, 0)
-    x_BxNxD = self.block_embedder(batch)
+    x_BxNxD = self.prefix_embedder(batch)
     mask_BxNxN = jnp.broadcast_to(blockmask_BxN[:, None, :], (b, n, n))
     grow = lambda a: jnp.pad(a, ((0, 0), (0, self.max_rows), (0, 0), (0, 0)))
     layers = []

@@ -6,11 +6,12 @@ import chex
 from absl import flags
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from configs import data
-from encoding import pipeline, synthetic, tokens, weights
+from encoding import graph, pipeline, synthetic, tokens, weights
 from rasp_gen import records
 from rasp_gen.program import canonicalize
 
@@ -24,16 +25,19 @@ def source() -> list[bytes]:
   return synthetic.record_source(21, 24, data.get_config().sampler)
 
 
-def configs(attention_form: str = "raw", **overrides):
-  """A small input config and a weights config to match, for tests."""
-  input_config = pipeline.default_input_config()
-  input_config.batch_size = 4
-  input_config.block_buckets = (256, 512, 1024)
-  input_config.update(overrides)
-  weights_config = weights.default_weights_config()
-  weights_config.attention_form = attention_form
-  weights_config.max_blocks = input_config.block_buckets[-1]
-  return input_config, weights_config
+def configs(attention_form: str = "raw", **overrides
+            ) -> ml_collections.ConfigDict:
+  """A small config with the input, weights and graph groups, for tests."""
+  config = ml_collections.ConfigDict()
+  config.input = pipeline.default_input_config()
+  config.input.batch_size = 4
+  config.input.block_buckets = (256, 512, 1024)
+  config.input.update(overrides)
+  config.weights = weights.default_weights_config()
+  config.weights.attention_form = attention_form
+  config.weights.max_blocks = config.input.block_buckets[-1]
+  config.graph = graph.default_graph_config()
+  return config
 
 
 def _take(iterator, count: int) -> list[dict]:
@@ -50,18 +54,18 @@ def _assert_same(first: list[dict], second: list[dict]) -> None:
 
 @pytest.mark.parametrize("form", weights.ATTENTION_FORMS)
 def test_batches_have_the_documented_format(source, form):
-  input_config, weights_config = configs(attention_form=form)
+  config = configs(attention_form=form)
   canonical = {str(canonicalize(records.record_from_bytes(b).program))
                for b in source}
-  pad = tokens.vocabulary_for_rows(input_config.max_rows).ids["PAD"]
+  pad = tokens.vocabulary_for_rows(config.input.max_rows).ids["PAD"]
   seen_buckets = set()
   for batch in _take(iter(pipeline.make_dataset(
-      source, input_config, weights_config)), 5):
+      source, config)), 5):
     assert set(batch) == KEYS
     n = batch["blocks"].shape[1]
     seen_buckets.add(n)
-    assert n in input_config.block_buckets
-    spec = pipeline.element_spec(input_config, weights_config, n)
+    assert n in config.input.block_buckets
+    spec = pipeline.element_spec(config, n)
     for key, value in batch.items():
       chex.assert_shape(value, spec[key].shape)
       chex.assert_type(value, spec[key].dtype)
@@ -73,7 +77,7 @@ def test_batches_have_the_documented_format(source, form):
     np.testing.assert_array_equal(batch["block_mask"], batch["block_kind"] > 0)
     assert not batch["blocks"][~batch["block_mask"]].any()
     # The smallest bucket that fits the largest model.
-    assert n == min(b for b in input_config.block_buckets
+    assert n == min(b for b in config.input.block_buckets
                     if b >= count_B.max())
     np.testing.assert_array_equal(batch["program_mask"],
                                   (batch["program"] != pad).any(axis=2))
@@ -82,27 +86,54 @@ def test_batches_have_the_documented_format(source, form):
   assert len(seen_buckets) > 1
 
 
+def test_graph_batches_are_one_padded_union_of_the_examples(source):
+  config = configs(encoder="graph")
+  b = config.input.batch_size
+  batch = _take(iter(pipeline.make_dataset(source, config)), 1)[0]
+  nodes, edges = batch["node_type"].shape[0], batch["edge_kind"].shape[0]
+  bucket = [x for x in config.graph.buckets if x[0] * b == nodes]
+  assert len(bucket) == 1 and bucket[0][1] * b == edges
+  chex.assert_shape([batch[k] for k in ("node_layer", "node_index",
+                                        "node_value", "node_mask")], (nodes,))
+  chex.assert_shape([batch[k] for k in ("edge_source", "edge_target",
+                                        "edge_value", "edge_mask")], (edges,))
+  chex.assert_shape(batch["summary_mask"], (b, bucket[0][2]))
+  chex.assert_shape(batch["program"], (b, config.input.max_rows, 5))
+  # Real nodes are a prefix, padding is PAD-typed, and edges stay inside
+  # the real nodes; every example's summary nodes are its own, disjoint.
+  count = batch["node_mask"].sum()
+  np.testing.assert_array_equal(batch["node_mask"], np.arange(nodes) < count)
+  assert (batch["node_type"][batch["node_mask"]] > 0).all()
+  assert not batch["node_type"][~batch["node_mask"]].any()
+  live = batch["edge_mask"]
+  assert batch["edge_source"][live].max() < count
+  assert batch["edge_target"][live].max() < count
+  summary = [set(i[m]) for i, m in zip(batch["summary_index"],
+                                       batch["summary_mask"])]
+  assert all(summary) and sum(map(len, summary)) == len(set().union(*summary))
+
+
 def test_batches_are_jax_arrays(source):
-  batch = next(iter(pipeline.make_dataset(source, *configs())))
+  batch = next(iter(pipeline.make_dataset(source, configs())))
   assert all(isinstance(v, jax.Array) for v in batch.values())
   assert batch["blocks"].dtype == jnp.float32
 
 
 @pytest.mark.parametrize("augment", ["none", "permute"])
 def test_resume_from_a_saved_state_is_exact(source, augment):
-  dataset = pipeline.make_dataset(source, *configs(augment=augment))
+  dataset = pipeline.make_dataset(source, configs(augment=augment))
   iterator = iter(dataset)
   _take(iterator, 3)
   state = json.loads(json.dumps(iterator.get_state()))  # As a checkpoint.
   expected = _take(iterator, 8)  # Crosses an epoch boundary.
-  resumed = iter(pipeline.make_dataset(source, *configs(augment=augment)))
+  resumed = iter(pipeline.make_dataset(source, configs(augment=augment)))
   resumed.set_state(state)
   _assert_same(_take(resumed, 8), expected)
 
 
 def test_seed_changes_the_order(source):
-  first = _take(iter(pipeline.make_dataset(source, *configs(seed=0))), 2)
-  second = _take(iter(pipeline.make_dataset(source, *configs(seed=1))), 2)
+  first = _take(iter(pipeline.make_dataset(source, configs(seed=0))), 2)
+  second = _take(iter(pipeline.make_dataset(source, configs(seed=1))), 2)
   assert not all(np.array_equal(a["program"], b["program"])
                  for a, b in zip(first, second))
 
@@ -117,28 +148,27 @@ def _epoch(dataset) -> list[dict]:
 
 
 def test_processes_read_disjoint_shards(source, monkeypatch):
-  input_config, weights_config = configs(batch_size=1, num_epochs=1)
+  config = configs(batch_size=1, num_epochs=1)
   everything = _fingerprints(_epoch(pipeline.make_dataset(
-      source, input_config, weights_config)))
+      source, config)))
   monkeypatch.setattr(jax, "process_count", lambda: 2)
   shards = []
   for index in range(2):
     monkeypatch.setattr(jax, "process_index", lambda i=index: i)
     shards.append(_fingerprints(_epoch(pipeline.make_dataset(
-        source, input_config, weights_config))))
+        source, config))))
   assert not set(shards[0]) & set(shards[1])
   assert sorted(shards[0] + shards[1]) == sorted(everything)
 
 
 def test_oversized_records_are_dropped_and_counted(source):
-  input_config, weights_config = configs(batch_size=1, num_epochs=1,
-                                         block_buckets=(256,))
-  weights_config.max_blocks = 256
-  drops = pipeline.drops_by_length(source, input_config, weights_config)
+  config = configs(batch_size=1, num_epochs=1, block_buckets=(256,))
+  config.weights.max_blocks = 256
+  drops = pipeline.drops_by_length(source, config)
   assert sum(total for _, total in drops.values()) == len(source)
   num_dropped = sum(dropped for dropped, _ in drops.values())
   assert 0 < num_dropped < len(source)
-  kept = _epoch(pipeline.make_dataset(source, input_config, weights_config))
+  kept = _epoch(pipeline.make_dataset(source, config))
   assert len(kept) == len(source) - num_dropped
   # Longer programs compile to larger models, so they are dropped more.
   lengths = sorted(drops)
@@ -147,9 +177,9 @@ def test_oversized_records_are_dropped_and_counted(source):
 
 
 def test_augmentation_moves_weights_and_keeps_programs(source):
-  plain = _take(iter(pipeline.make_dataset(source, *configs())), 2)
+  plain = _take(iter(pipeline.make_dataset(source, configs())), 2)
   permuted = _take(iter(pipeline.make_dataset(
-      source, *configs(augment="permute"))), 2)
+      source, configs(augment="permute"))), 2)
   for a, b in zip(plain, permuted):
     np.testing.assert_array_equal(a["program"], b["program"])
     np.testing.assert_array_equal(a["block_kind"], b["block_kind"])
@@ -162,9 +192,9 @@ def test_augmentation_moves_weights_and_keeps_programs(source):
 @pytest.mark.parametrize("augment", ["permute", "rotate"])
 def test_products_survive_augmentation(source, augment):
   plain = _take(iter(pipeline.make_dataset(
-      source, *configs(attention_form="products"))), 2)
+      source, configs(attention_form="products"))), 2)
   augmented = _take(iter(pipeline.make_dataset(
-      source, *configs(attention_form="products", augment=augment))), 2)
+      source, configs(attention_form="products", augment=augment))), 2)
   for a, b in zip(plain, augmented):
     np.testing.assert_array_equal(a["program"], b["program"])
     np.testing.assert_array_equal(a["block_kind"], b["block_kind"])
@@ -178,14 +208,14 @@ def test_products_survive_augmentation(source, augment):
 
 
 def test_products_use_each_records_num_heads():
-  input_config, weights_config = configs(attention_form="products",
+  config = configs(attention_form="products",
                                          batch_size=2)
   record = synthetic.to_record(synthetic.two_heads_sample(), 0)
   data = records.record_to_bytes(record)
   assert records.record_from_bytes(data).num_heads == 2
   batch = _take(iter(pipeline.make_dataset(
-      [data] * 2, input_config, weights_config)), 1)[0]
-  expected = weights.encode_weights(record.params, weights_config, 2)
+      [data] * 2, config)), 1)[0]
+  expected = weights.encode_weights(record.params, config.weights, 2)
   n = batch["blocks"].shape[1]
   for key, value in vars(expected).items():
     np.testing.assert_array_equal(batch[key][0], value[:n], err_msg=key)
@@ -194,14 +224,14 @@ def test_products_use_each_records_num_heads():
 def test_worker_processes_give_the_same_batches(source):
   # grain's workers read absl flags, which absl's app.run parses in a binary.
   flags.FLAGS.mark_as_parsed()
-  in_process = _take(iter(pipeline.make_dataset(source, *configs())), 4)
-  iterator = iter(pipeline.make_dataset(source, *configs(num_workers=1)))
+  in_process = _take(iter(pipeline.make_dataset(source, configs())), 4)
+  iterator = iter(pipeline.make_dataset(source, configs(num_workers=1)))
   try:
     _assert_same(_take(iterator, 2), in_process[:2])
     state = iterator.get_state()
   finally:
     iterator.close()
-  resumed = iter(pipeline.make_dataset(source, *configs(num_workers=1)))
+  resumed = iter(pipeline.make_dataset(source, configs(num_workers=1)))
   try:
     resumed.set_state(state)
     _assert_same(_take(resumed, 2), in_process[2:])
@@ -215,7 +245,7 @@ def test_worker_processes_give_the_same_batches(source):
     (dict(augment="flip"), "augment must be one of"),
 ])
 def test_bad_configs_raise(source, overrides, message):
-  input_config, weights_config = configs()
-  input_config.update(overrides)
+  config = configs()
+  config.input.update(overrides)
   with pytest.raises(ValueError, match=message):
-    pipeline.make_dataset(source, input_config, weights_config)
+    pipeline.make_dataset(source, config)

@@ -57,7 +57,7 @@ def _two_steps(config, data_dir, devices):
                  in_shardings=(replicated, batch_sharding),
                  out_shardings=(replicated, replicated))
   batches = iter(pipeline.make_dataset(dataset.data_source(data_dir, "train"),
-                                       config.input, config.weights))
+                                       config))
   losses = []
   for _ in range(2):
     state, metrics = step(state, jax.device_put(next(batches), batch_sharding))
@@ -65,9 +65,11 @@ def _two_steps(config, data_dir, devices):
   return losses, jax.device_get(state["params"])
 
 
-def test_eight_device_mesh_matches_one_device(data_dir):
+@pytest.mark.parametrize("encoder", ["graph", "blocks"])
+def test_eight_device_mesh_matches_one_device(data_dir, encoder):
   assert jax.device_count() == 8, "conftest asks XLA for 8 CPU devices"
   config = _config(data_dir)
+  config.input.encoder = encoder
   losses_1, params_1 = _two_steps(config, data_dir, jax.devices()[:1])
   losses_8, params_8 = _two_steps(config, data_dir, jax.devices())
   np.testing.assert_allclose(losses_8, losses_1, rtol=1e-5)

@@ -1,0 +1,356 @@
+"""Compiled weights as a sparse graph: neurons are nodes, weights are edges.
+
+tracr models are tiny sparse graphs (~2 % of parameters nonzero, all biases
+zero), and their function is unchanged by any permutation of the residual
+stream, of MLP hidden neurons and of the dimensions inside an attention head.
+A graph whose nodes carry no residual index makes those symmetries exact for
+a permutation-equivariant encoder, so nothing has to be learned from
+augmented data (Graph Metanetworks, Lim et al. 2023; Neural Graphs, Kofinas
+et al. 2024).
+
+Nodes (`NODE_TYPES`):
+  RESIDUAL   one per residual dimension; no features but its type.
+  TOKEN      one per token-embedding row: rank in tracr's sorted token order,
+             its value (ints, bools; BOS, PAD and other strings by kind).
+  POSITION   one per position-embedding row: its position.
+  HEAD       one per attention head that has a nonzero weight.
+  QK, OV     one per used query/key (value/output) dimension of a head.
+  NEURON     one per used MLP hidden unit.
+  OUTPUT     one per output-space direction: rank and value, or a single
+             OUTPUT_NUMERICAL node for a numerical output.
+Every node but RESIDUAL carries its layer (0 embeddings/output, l + 1 for
+transformer layer l) and an index (rank or position, else 0).
+
+Edges (`EDGE_KINDS`), one per nonzero weight, directed as the computation
+flows, with the weight's value: TOKEN_EMBED and POS_EMBED (row -> residual),
+QUERY and KEY (residual -> QK), VALUE (residual -> OV), OUTPUT (OV ->
+residual), MLP_IN (residual -> NEURON), MLP_OUT (NEURON -> residual), plus
+HEAD_QK / HEAD_OV (dimension -> its head) and UNEMBED (residual -> OUTPUT),
+value 1.
+
+With `use_values=False` token and output values are replaced by UNKNOWN
+(BOS/PAD stay marked): the graph then holds only what the params hold.
+"""
+
+import dataclasses
+from typing import Any, Optional, Sequence
+
+import ml_collections
+import numpy as np
+
+from encoding import params as params_lib
+from encoding.limits import LimitExceeded
+from encoding.params import Params
+from rasp_gen.compiler import OutputDecoding
+
+NODE_TYPES = ("PAD", "RESIDUAL", "TOKEN", "POSITION", "HEAD", "QK", "OV",
+              "NEURON", "OUTPUT", "OUTPUT_NUMERICAL")
+NODE_TYPE_IDS = {name: i for i, name in enumerate(NODE_TYPES)}
+EDGE_KINDS = ("PAD", "TOKEN_EMBED", "POS_EMBED", "QUERY", "KEY", "VALUE",
+              "OUTPUT", "HEAD_QK", "HEAD_OV", "MLP_IN", "MLP_OUT", "UNEMBED")
+EDGE_KIND_IDS = {name: i for i, name in enumerate(EDGE_KINDS)}
+# What the decoder attends to after message passing: everything but hidden
+# units (QK/OV dimensions, MLP neurons), whose states flowed into these.
+SUMMARY_TYPE_IDS = [NODE_TYPE_IDS[t] for t in (
+    "RESIDUAL", "TOKEN", "POSITION", "HEAD", "OUTPUT", "OUTPUT_NUMERICAL")]
+
+# Value ids: 0 none, then the specials, then ints in [-VALUE_RANGE,
+# VALUE_RANGE] (larger magnitudes are clipped, and marked as such).
+VALUE_RANGE = 256
+_SPECIAL_VALUES = ("NONE", "UNKNOWN", "BOS", "PAD", "STRING", "FLOAT",
+                   "FALSE", "TRUE", "BELOW_RANGE", "ABOVE_RANGE")
+_SPECIAL_IDS = {name: i for i, name in enumerate(_SPECIAL_VALUES)}
+NUM_VALUE_IDS = len(_SPECIAL_VALUES) + 2 * VALUE_RANGE + 1
+
+
+def default_graph_config() -> ml_collections.ConfigDict:
+  """Graph-encoding settings; configs include this as their `graph` group."""
+  config = ml_collections.ConfigDict()
+  # Token and output values as node features (False: only what params hold).
+  config.use_values = True
+  # A batch is one disjoint union of its examples' graphs, padded to the
+  # first bucket (nodes per example, edges per example, summary nodes) with
+  # nodes <= n * batch, edges <= e * batch and every example's summary
+  # nodes <= s: message passing costs what the batch holds, not batch x its
+  # largest model. The last bucket is also the limit for one model; larger
+  # ones raise LimitExceeded. It is sized for hand-written models of 5-6
+  # layers and a residual stream of ~250 (a few thousand nonzero weights).
+  config.buckets = ((144, 320, 128), (288, 640, 256), (2048, 8192, 1024))
+  config.max_layers = 12  # Most transformer layers accepted.
+  config.max_index = 64  # Ranks and positions are embedded below this.
+  return config
+
+
+def feature_bounds(config: ml_collections.ConfigDict) -> dict[str, int]:
+  """Exclusive upper bounds of the int node/edge features under `config`.
+
+  Size the meta-model's embedding tables from these: JAX does not fail on an
+  out-of-range embedding id, it silently reads a wrong row.
+  """
+  return {"node_type": len(NODE_TYPES), "node_layer": config.max_layers + 1,
+          "node_index": config.max_index, "node_value": NUM_VALUE_IDS,
+          "edge_kind": len(EDGE_KINDS)}
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightGraph:
+  """One model's graph, unpadded; field names are the batch keys.
+
+  Attributes:
+    node_type, node_layer, node_index, node_value: int32 [N].
+    edge_source, edge_target: int32 [E], node ids.
+    edge_kind: int32 [E], index into EDGE_KINDS.
+    edge_value: float32 [E], the weight.
+  """
+
+  node_type: np.ndarray
+  node_layer: np.ndarray
+  node_index: np.ndarray
+  node_value: np.ndarray
+  edge_source: np.ndarray
+  edge_target: np.ndarray
+  edge_kind: np.ndarray
+  edge_value: np.ndarray
+
+  @property
+  def num_nodes(self) -> int:
+    return len(self.node_type)
+
+  @property
+  def num_edges(self) -> int:
+    return len(self.edge_kind)
+
+
+def value_id(value: Any, bos: Optional[str] = None,
+             pad: Optional[str] = None) -> int:
+  """The embedding id of a token or output value (see `_SPECIAL_VALUES`)."""
+  if isinstance(value, (bool, np.bool_)):
+    return _SPECIAL_IDS["TRUE" if value else "FALSE"]
+  if isinstance(value, str):
+    if value == bos:
+      return _SPECIAL_IDS["BOS"]
+    if value == pad:
+      return _SPECIAL_IDS["PAD"]
+    return _SPECIAL_IDS["STRING"]
+  if isinstance(value, (int, np.integer, float, np.floating)):
+    if float(value) != int(value):
+      return _SPECIAL_IDS["FLOAT"]
+    if value < -VALUE_RANGE:
+      return _SPECIAL_IDS["BELOW_RANGE"]
+    if value > VALUE_RANGE:
+      return _SPECIAL_IDS["ABOVE_RANGE"]
+    return len(_SPECIAL_VALUES) + VALUE_RANGE + int(value)
+  return _SPECIAL_IDS["UNKNOWN"]
+
+
+class _Builder:
+  """Accumulates nodes and edges; node ids are positions in the lists."""
+
+  def __init__(self):
+    self.nodes: list[tuple[int, int, int, int]] = []
+    self.edges: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []
+
+  def add_nodes(self, node_type: str, count: int, layer: int = 0,
+                index: Optional[Sequence[int]] = None,
+                value: Optional[Sequence[int]] = None) -> np.ndarray:
+    first = len(self.nodes)
+    index = list(index) if index is not None else [0] * count
+    value = list(value) if value is not None else [0] * count
+    self.nodes += [(NODE_TYPE_IDS[node_type], layer, i, v)
+                   for i, v in zip(index, value)]
+    return np.arange(first, first + count)
+
+  def add_edges(self, kind: str, source_ids: np.ndarray,
+                target_ids: np.ndarray, matrix_SxT: np.ndarray) -> None:
+    """An edge source_ids[s] -> target_ids[t] per nonzero matrix[s, t]."""
+    s, t = np.nonzero(matrix_SxT)
+    self.edges.append((source_ids[s], target_ids[t], EDGE_KIND_IDS[kind],
+                       matrix_SxT[s, t]))
+
+  def build(self) -> WeightGraph:
+    node_type, layer, index, value = (np.array(column, np.int32).reshape(-1)
+                                      for column in zip(*self.nodes))
+    sources, targets, kinds, values = zip(*self.edges)
+    return WeightGraph(
+        node_type, layer, index, value,
+        np.concatenate(sources).astype(np.int32),
+        np.concatenate(targets).astype(np.int32),
+        np.concatenate([np.full(len(v), k, np.int32)
+                        for k, v in zip(kinds, values)]),
+        np.concatenate(values).astype(np.float32))
+
+
+def _used(*matrices: np.ndarray) -> np.ndarray:
+  """Indices of the columns that are nonzero in any of the [*, W] matrices."""
+  return np.flatnonzero(np.any(np.concatenate(matrices) != 0, axis=0))
+
+
+def _clip_index(values: Sequence[int], config: ml_collections.ConfigDict
+                ) -> list[int]:
+  return [min(int(v), config.max_index - 1) for v in values]
+
+
+def build_graph(params: Params, input_tokens: Sequence[Any],
+                output: OutputDecoding, num_heads: Optional[int],
+                config: ml_collections.ConfigDict, compiler_bos: str,
+                compiler_pad: str) -> WeightGraph:
+  """The graph of a tracr model (see the module docstring).
+
+  Args:
+    params: a tracr params dict (checked; see `params.check_params`).
+    input_tokens: token values in token-embedding row order.
+    output: the output decoding: residual index (and, if categorical,
+      value) of each output direction.
+    num_heads: heads per attention layer; None treats each layer's attention
+      as one head (tracr params do not store the count).
+    config: `default_graph_config()` or a config's `graph` group.
+    compiler_bos, compiler_pad: the BOS and PAD token names.
+
+  Raises:
+    LimitExceeded: naming the limit a valid model is over.
+    ValueError: for params that are not tracr's, nonzero biases, or an output
+      decoding that does not fit the residual stream.
+  """
+  layout = params_lib.check_params(params)
+  heads = num_heads or 1
+  params_lib.check_num_heads(layout, heads)
+  for key, module in params.items():
+    if "b" in module and np.any(np.asarray(module["b"]) != 0):
+      raise ValueError(f"params[{key!r}]['b'] is nonzero; the weight graph "
+                       "has no bias nodes because tracr's biases are zero")
+  if layout.num_layers > config.max_layers:
+    raise LimitExceeded(f"{layout.num_layers} layers exceed max_layers="
+                        f"{config.max_layers}")
+  token_rows = params[params_lib.TOKEN_EMBED]["embeddings"].shape[0]
+  if len(input_tokens) != token_rows:
+    raise ValueError(f"token_embed has {token_rows} rows but there are "
+                     f"{len(input_tokens)} input tokens")
+  d_model = layout.d_model
+  if any(d >= d_model for d in output.dims):
+    raise ValueError(f"output dims {list(output.dims)} do not fit a residual "
+                     f"stream of {d_model}")
+
+  w = lambda key, name="w": np.asarray(params[key][name], np.float32)
+  graph = _Builder()
+  residual = graph.add_nodes("RESIDUAL", d_model)
+  token_values = [value_id(t, compiler_bos, compiler_pad)
+                  if config.use_values or t in (compiler_bos, compiler_pad)
+                  else _SPECIAL_IDS["UNKNOWN"] for t in input_tokens]
+  tokens = graph.add_nodes("TOKEN", token_rows,
+                           index=_clip_index(range(token_rows), config),
+                           value=token_values)
+  graph.add_edges("TOKEN_EMBED", tokens, residual,
+                  w(params_lib.TOKEN_EMBED, "embeddings"))
+  position_embed = w(params_lib.POS_EMBED, "embeddings")
+  positions = graph.add_nodes(
+      "POSITION", len(position_embed),
+      index=_clip_index(range(len(position_embed)), config))
+  graph.add_edges("POS_EMBED", positions, residual, position_embed)
+
+  for layer in range(layout.num_layers):
+    attn = lambda name, l=layer: w(params_lib.attn_key(l, name))
+    query, key, value = attn("query"), attn("key"), attn("value")
+    output_T = attn("linear").T
+    key_size = layout.attn_width[layer] // heads
+    for head in range(heads):
+      part = slice(head * key_size, (head + 1) * key_size)
+      qk = _used(query[:, part], key[:, part])
+      ov = _used(value[:, part], output_T[:, part])
+      if not len(qk) and not len(ov):
+        continue
+      head_id = graph.add_nodes("HEAD", 1, layer + 1)
+      qk_ids = graph.add_nodes("QK", len(qk), layer + 1)
+      ov_ids = graph.add_nodes("OV", len(ov), layer + 1)
+      graph.add_edges("QUERY", residual, qk_ids, query[:, part][:, qk])
+      graph.add_edges("KEY", residual, qk_ids, key[:, part][:, qk])
+      graph.add_edges("VALUE", residual, ov_ids, value[:, part][:, ov])
+      graph.add_edges("OUTPUT", ov_ids, residual, output_T[:, part][:, ov].T)
+      graph.add_edges("HEAD_QK", qk_ids, head_id, np.ones((len(qk), 1)))
+      graph.add_edges("HEAD_OV", ov_ids, head_id, np.ones((len(ov), 1)))
+    mlp_in = w(params_lib.mlp_key(layer, "linear_1"))
+    mlp_out = w(params_lib.mlp_key(layer, "linear_2"))
+    used = _used(mlp_in, mlp_out.T)
+    neurons = graph.add_nodes("NEURON", len(used), layer + 1)
+    graph.add_edges("MLP_IN", residual, neurons, mlp_in[:, used])
+    graph.add_edges("MLP_OUT", neurons, residual, mlp_out[used])
+
+  if output.numerical:
+    outputs = graph.add_nodes("OUTPUT_NUMERICAL", 1)
+  else:
+    outputs = graph.add_nodes(
+        "OUTPUT", len(output.dims),
+        index=_clip_index(range(len(output.dims)), config),
+        value=[value_id(v) if config.use_values else _SPECIAL_IDS["UNKNOWN"]
+               for v in output.values])
+  unembed = np.zeros((d_model, len(outputs)), np.float32)
+  unembed[list(output.dims), np.arange(len(outputs))] = 1
+  graph.add_edges("UNEMBED", residual, outputs, unembed)
+  result = graph.build()
+
+  max_nodes, max_edges, max_summary = config.buckets[-1]
+  num_summary = int(np.isin(result.node_type, SUMMARY_TYPE_IDS).sum())
+  if (result.num_nodes > max_nodes or result.num_edges > max_edges
+      or num_summary > max_summary):
+    raise LimitExceeded(
+        f"weight graph has {result.num_nodes} nodes, {result.num_edges} "
+        f"edges and {num_summary} summary nodes; the limits are max nodes "
+        f"{max_nodes}, max edges {max_edges}, max summary nodes {max_summary} "
+        "(the last of graph.buckets)")
+  return result
+
+
+def check_buckets(buckets: Sequence[Sequence[int]]) -> None:
+  """ValueError unless buckets are (nodes, edges, summary) triples, each
+  count increasing from bucket to bucket."""
+  triples = [tuple(b) for b in buckets]
+  if not triples or any(len(t) != 3 for t in triples) or any(
+      any(x >= y for x, y in zip(a, b)) for a, b in zip(triples, triples[1:])):
+    raise ValueError("graph.buckets must be (nodes, edges, summary) triples, "
+                     f"each increasing, got {triples}")
+
+
+def summary_nodes(graph: WeightGraph) -> np.ndarray:
+  """Ids of the nodes the decoder attends to: all but hidden units."""
+  return np.flatnonzero(np.isin(graph.node_type, SUMMARY_TYPE_IDS))
+
+
+def batch_graphs(graphs: Sequence[WeightGraph],
+                 buckets: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+  """The disjoint union of `graphs`, padded to the first bucket that fits.
+
+  Returns node arrays [N] and edge arrays [E] (the `WeightGraph` fields, edge
+  ends offset to the union's node ids) with `node_mask` [N] and `edge_mask`
+  [E], and `summary_index` [B, S] (node ids of each example's summary nodes)
+  with `summary_mask` [B, S]. Padding nodes have type PAD; padding edges are
+  PAD edges from node 0 to node 0, masked. LimitExceeded if no bucket fits.
+  """
+  b = len(graphs)
+  total_nodes = sum(g.num_nodes for g in graphs)
+  total_edges = sum(g.num_edges for g in graphs)
+  summaries = [summary_nodes(g) for g in graphs]
+  widest = max(len(x) for x in summaries)
+  for nodes, edges, summary in buckets:
+    if (total_nodes <= nodes * b and total_edges <= edges * b
+        and widest <= summary):
+      break
+  else:
+    raise LimitExceeded(
+        f"{b} graphs of {total_nodes} nodes, {total_edges} edges and up to "
+        f"{widest} summary nodes fit no bucket of {list(buckets)}")
+  offsets = np.cumsum([0] + [g.num_nodes for g in graphs])
+  pad = lambda a, n: np.pad(a, (0, n - len(a)))
+  out = {}
+  for field in dataclasses.fields(WeightGraph):
+    parts = [getattr(g, field.name) for g in graphs]
+    if field.name in ("edge_source", "edge_target"):
+      parts = [p + o for p, o in zip(parts, offsets)]
+    size = nodes * b if field.name.startswith("node_") else edges * b
+    out[field.name] = pad(np.concatenate(parts), size)
+  out["node_mask"] = np.arange(nodes * b) < total_nodes
+  out["edge_mask"] = np.arange(edges * b) < total_edges
+  out["summary_index"] = np.stack([pad(x + o, summary)
+                                   for x, o in zip(summaries, offsets)]
+                                  ).astype(np.int32)
+  out["summary_mask"] = np.arange(summary)[None] < np.array(
+      [len(x) for x in summaries])[:, None]
+  return out

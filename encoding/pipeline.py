@@ -53,10 +53,10 @@ import numpy as np
 from encoding import augment as augment_lib
 from encoding import graph as graph_lib
 from encoding import params as params_lib
-from encoding import tokens, verify, weights
+from encoding import tokens, weights
 from encoding.limits import LimitExceeded
 from encoding.vocabulary import NUM_COLUMNS, PAD
-from rasp_gen import records
+from rasp_gen import forward, records
 
 Example = dict[str, np.ndarray]
 AUGMENTATIONS = ("none", "permute", "rotate")
@@ -107,7 +107,7 @@ def encode_weights_of(record: records.Record,
                      "residual stream); the graph encoder needs one")
   graph = graph_lib.build_graph(
       record.params,
-      verify.input_tokens(record.vocab, record.compiler_bos,
+      forward.input_tokens(record.vocab, record.compiler_bos,
                           record.compiler_pad),
       record.output, record.num_heads, config.graph, record.compiler_bos,
       record.compiler_pad)

@@ -13,10 +13,12 @@ permuted (encoding/augment.py):
                       every check input (all inputs where there are few);
   invalid             greedy rows that are not a program (counted wrong);
   verified_*          the same for search-and-verify decoding: of the
-                      beam's candidates, the best-scoring one that recompiles
-                      to the given weights exactly, or else reproduces their
-                      residual stream on the check inputs (encoding/verify.py);
-                      the top candidate when none verifies.
+                      beam's candidates, the best-scoring one that computes
+                      what the given weights compute, read with their output
+                      decoding, on every check input (`encoding.verify`: all
+                      inputs where there are few, else random ones plus
+                      matching compiled structure); the top candidate when
+                      none verifies.
 Beside them, per split: token accuracy by row column (operator, arg1-arg3,
 return variable) and, for the function slot (arg1 of MAP, SEQUENCE_MAP and
 SELECT rows), accuracy by the target function's family (`FUNCTION_FAMILIES`)
@@ -54,8 +56,8 @@ class Decompiled:
 
   program: Optional[Program]
   rows: np.ndarray  # [R, 5] token ids of the chosen candidate.
-  agreement: float  # Share of check inputs whose residual stream matches.
-  verified: bool  # Recompiles exactly, or agrees on every check input.
+  agreement: float  # Share of check inputs where its output is the weights'.
+  verified: bool  # encoding.verify says it computes what the weights do.
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -87,25 +89,25 @@ def _decode_or_none(rows_Rx5: np.ndarray) -> Optional[Program]:
 def choose_verified(candidates_KxRx5: np.ndarray,
                     weights: saved.SavedModel,
                     inputs: list[list]) -> Decompiled:
-  """The best-scoring candidate that reproduces `weights` (see module doc)."""
-  best: Optional[Decompiled] = None
+  """The best-scoring candidate that computes what `weights` compute.
+
+  The weights run once on `inputs` (`verify.reference`); each candidate is
+  then checked against their outputs, stopping at its first difference.
+  """
+  reference = verify.reference(weights, inputs)
+  top: Optional[tuple[Program, np.ndarray]] = None
   for rows in candidates_KxRx5:
     program = _decode_or_none(rows)
     if program is None:
       continue
-    if verify.recompiles_exactly(program, weights.params, weights.vocab,
-                                 weights.max_seq_len, weights.compiler_bos,
-                                 weights.compiler_pad, causal=weights.causal):
+    result = verify.verify_against(reference, program)
+    if result.verified:
       return Decompiled(program, rows, 1.0, True)
-    agreement = verify.residual_agreement(
-        program, weights.params, weights.vocab, weights.max_seq_len, inputs,
-        weights.compiler_bos, weights.compiler_pad,
-        num_heads=weights.num_heads, causal=weights.causal)
-    if agreement == 1.0:
-      return Decompiled(program, rows, agreement, True)
-    if best is None:
-      best = Decompiled(program, rows, agreement, False)
-  return best or Decompiled(None, candidates_KxRx5[0], 0.0, False)
+    top = top or (program, rows)
+  if top is None:
+    return Decompiled(None, candidates_KxRx5[0], 0.0, False)
+  result = verify.verify_against(reference, top[0], stop_early=False)
+  return Decompiled(top[0], top[1], result.num_agreeing / len(inputs), False)
 
 
 def _batch(examples: Sequence[dict], config: ml_collections.ConfigDict
@@ -227,7 +229,7 @@ def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
       weights = saved.SavedModel(
           record.params, record.vocab, record.max_seq_len,
           record.compiler_bos, record.compiler_pad, record.num_heads,
-          causal=False)
+          causal=False, output=record.output)
       inputs = check_inputs(weights, record.index, options)
       chosen = choose_verified(beams[i], weights, inputs)
       results.append(score(record, greedy[i], chosen, inputs,
@@ -421,9 +423,9 @@ def decompile(workdir: str, path: str, options: ml_collections.ConfigDict
   python = convert.to_python(chosen.program) if chosen.program else ""
   if python:
     print(python)
-  print(f"verification: the program reproduces the weights' residual stream "
-        f"on {round(chosen.agreement * len(inputs))}/{len(inputs)} inputs"
-        + (" (verified)" if chosen.verified else ""))
+  print(f"verification: the program's output equals the weights' on "
+        f"{round(chosen.agreement * len(inputs))}/{len(inputs)} check inputs"
+        + (" (verified)" if chosen.verified else " (not verified)"))
   names = tokens.vocabulary_for_rows(len(chosen.rows)).tokens
   result = {"rows": [[names[i] for i in row] for row in chosen.rows
                      if names[row[0]] != PAD],

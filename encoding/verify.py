@@ -1,103 +1,118 @@
-"""Does a candidate program reproduce given tracr weights?
+"""Does a program compute what given tracr weights compute?
 
-Two levels, strict to lenient:
+One public entry point:
 
-* `recompiles_exactly`: compiling the candidate gives the same params, bit
-  for bit. tracr orders the residual stream by variable name (`to_rasp` names
-  every node by its variable), so this needs the names too: a canonical
-  candidate reproduces the weights of its canonical program.
-* `residual_agreement`: on how many inputs the two models compute the same
-  residual stream up to a relabeling of residual directions. tracr never
-  overwrites a variable's dimensions, so the final residual holds every
-  variable's value; equal multisets of per-position columns mean the same
-  variables, whatever their names and hence their order.
+    verify(program, model) -> Verification
 
-Neither level sees the *values* a categorical variable's directions stand
-for, only which positions light them up: `tokens + 1` and `tokens + 2`
-compile to the same weights (the labels are not in the params). Judge what a
-program computes with `rasp_gen.functional`. Conversely, programs that
-compute the same function through different variables (`x - 1 == 0` vs
-`x == 1`) have different residual streams, so agreement can be < 1 for them.
+`program` is any `tracr.rasp` SOp (or a `rasp_gen.program.Program`), `model`
+a tracr `AssembledTransformerModel`, a `rasp_gen.saved.SavedModel` or a saved
+file's path. The program is verified iff, on every check input, its output
+(tracr's `rasp.evaluate`; raising counts as disagreeing) equals what the
+WEIGHTS compute, read with the model's output decoding: typed for a
+categorical output (`[0, 1]` is not `[False, True]`; a position where the
+weights set no output direction reads as None, see `rasp_gen.forward`),
+within `forward.NUMERICAL_TOLERANCE` for a numerical one, and with the same
+encoding (a categorical program does not verify numerical weights).
+
+Check inputs: every input sequence when there are at most `exhaustive_limit`
+(then verified means equal on the whole input space); otherwise seeded
+random ones plus each constant full-length sequence, and since those do not
+cover the space, also structural evidence: the program compiles, and either
+recompiles to the same params and output decoding, or its compiled residual
+stream equals the given weights' on every check input up to a relabeling of
+residual directions (tracr never overwrites a variable, so the final
+residual holds every variable's value; equal multisets of per-position
+columns mean the same variables, whatever their names).
+
+Weights alone do not fix the function (`Map(x + 1)` and `Map(x + 2)` of the
+same input compile to identical params); weights plus the typed output
+decoding do, which is why the output values travel with every saved model
+and record.
+
+To check many candidates against one model (eval.py's search-and-verify),
+build the weights' side once with `reference(model, inputs)` and call
+`verify_against(reference, program)` per candidate.
 """
 
-from typing import Any, Iterable, Optional, Sequence
+import dataclasses
+import os
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
-from tracr.craft import bases
 from tracr.rasp import rasp
 
-from encoding import forward
 from encoding import params as params_lib
-from encoding.params import Params
-from rasp_gen import compiler, convert
-from rasp_gen.program import Program
+from rasp_gen import compiler, convert, forward, saved, sampler
+from rasp_gen.program import Program, validate
 
+# Every input when there are at most this many; else NUM_RANDOM random ones.
+EXHAUSTIVE_LIMIT = 2000
+NUM_RANDOM = 64
 # Residual values are compared after rounding to this many decimals: the two
 # models add the same terms in a different order.
 DECIMALS = 4
 
+ModelLike = Union[saved.SavedModel, str, os.PathLike, Any]
 
-def input_tokens(vocab: Iterable, compiler_bos: str,
-                 compiler_pad: str) -> list[Any]:
-  """Token values in token-embedding row order, as tracr builds it.
+# Token-embedding row order (tracr sorts vocab, BOS and PAD); one
+# implementation, in rasp_gen.forward.
+input_tokens = forward.input_tokens
 
-  tracr sorts the token space's basis (vocab, BOS and PAD) by value; this is
-  `compiler.CompiledModel.input_tokens` for weights compiled with `vocab`.
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+  """The outcome of checking a program against weights.
+
+  Attributes:
+    verified: the program computes what the weights compute (module doc).
+    num_inputs: check inputs looked at (with early stopping, up to and
+      including the first difference).
+    num_agreeing: those on which the program's output equals the weights'.
+    exhaustive: the check inputs are the whole input space.
+    first_difference: None, or (input, output from the weights, output from
+      the program; the error's text if it raised).
+    reason: why it is not verified; "" when verified.
   """
-  space = bases.VectorSpaceWithBasis.from_values(
-      rasp.tokens.label, set(vocab) | {compiler_bos, compiler_pad})
-  return [direction.value for direction in space.basis]
+
+  verified: bool
+  num_inputs: int
+  num_agreeing: int
+  exhaustive: bool
+  first_difference: Optional[tuple[list, list, Any]]
+  reason: str = ""
 
 
-def _compile(program: Program, vocab: Iterable, max_seq_len: int,
-             compiler_bos: str, compiler_pad: str,
-             causal: bool) -> Optional[compiler.CompiledModel]:
-  """The candidate's model, or None when tracr cannot compile it."""
-  sop = convert.to_rasp(program)
-  try:
-    return compiler.compile_rasp_to_model_numpy(
-        sop, set(vocab), max_seq_len, causal, compiler_bos, compiler_pad)
-  except (ValueError, NotImplementedError):
-    return None
+@dataclasses.dataclass(frozen=True)
+class Reference:
+  """What the given weights compute on the check inputs, computed once.
 
-
-def _same_params(got: Params, expected: Params) -> bool:
-  if set(got) != set(expected):
-    return False
-  for module, module_params in expected.items():
-    if set(got[module]) != set(module_params):
-      return False
-    for name, array in module_params.items():
-      got_array, array = np.asarray(got[module][name]), np.asarray(array)
-      if got_array.shape != array.shape or not np.array_equal(got_array,
-                                                              array):
-        return False
-  return True
-
-
-def recompiles_exactly(program: Program, params: Params, vocab: Iterable,
-                       max_seq_len: int, compiler_bos: str, compiler_pad: str,
-                       causal: bool = False) -> bool:
-  """True iff compiling `program` gives `params`: same keys, shapes, values.
-
-  False when the candidate does not compile; an invalid program raises
-  `validate`'s ValueError. `causal` is passed to the compiler for symmetry
-  but does not change tracr's weights.
+  Attributes:
+    model: the weights and how to run and read them.
+    inputs: the check inputs.
+    outputs: the weights' decoded output on each input.
+    exhaustive: `inputs` is the whole input space.
+    columns: when not exhaustive, each input's final residual as a sorted
+      multiset of columns (for residual agreement); else empty.
   """
-  compiled = _compile(program, vocab, max_seq_len, compiler_bos, compiler_pad,
-                      causal)
-  return compiled is not None and _same_params(compiled.params, params)
+
+  model: saved.SavedModel
+  inputs: tuple[tuple, ...]
+  outputs: tuple[list, ...]
+  exhaustive: bool
+  columns: tuple[np.ndarray, ...] = dataclasses.field(repr=False)
 
 
-def _token_ids(tokens: list[Any], xs: Sequence, compiler_bos: str
-               ) -> np.ndarray:
-  """[BOS, *xs] as token-embedding rows, as tracr's input encoder does."""
-  index = {token: i for i, token in enumerate(tokens)}
-  unknown = [x for x in xs if x not in index or x == compiler_bos]
-  if unknown:
-    raise ValueError(f"input {list(xs)} has tokens {unknown} outside the "
-                     f"vocab {tokens}")
-  return np.array([index[compiler_bos]] + [index[x] for x in xs])
+def load_model(model: ModelLike) -> saved.SavedModel:
+  """A SavedModel from a tracr model, a SavedModel or a saved file's path."""
+  if isinstance(model, saved.SavedModel):
+    return model
+  if isinstance(model, (str, os.PathLike)):
+    return saved.load_compiled(model)
+  if hasattr(model, "input_encoder") and hasattr(model, "params"):
+    return saved.from_tracr(model)
+  raise TypeError(f"cannot verify against a {type(model).__name__}: pass a "
+                  "tracr AssembledTransformerModel, a rasp_gen.saved."
+                  "SavedModel or the path of a saved model")
 
 
 def _column_multiset(residual_TxD: np.ndarray) -> np.ndarray:
@@ -107,62 +122,141 @@ def _column_multiset(residual_TxD: np.ndarray) -> np.ndarray:
   return rounded_TxD[:, order_D]
 
 
-def _given_num_heads(layout: params_lib.Layout,
-                     compiled_layout: params_lib.Layout,
-                     compiled: compiler.CompiledModel,
-                     num_heads: Optional[int]) -> int:
-  """The given weights' head count; see `residual_agreement`."""
-  if num_heads is not None:
-    return num_heads
-  if layout.attn_width == compiled_layout.attn_width:
-    return compiled.num_heads
-  return 1
+def _run(model: saved.SavedModel, inputs: Sequence[Sequence],
+         residuals: Optional[list] = None) -> list[list]:
+  return forward.outputs(model.params, model.num_heads, model.input_tokens,
+                         model.output, inputs, model.compiler_bos,
+                         model.causal, residuals)
 
 
-def residual_agreement(program: Program, params: Params, vocab: Iterable,
-                       max_seq_len: int, inputs: Sequence[Sequence],
-                       compiler_bos: str, compiler_pad: str,
-                       num_heads: Optional[int] = None,
-                       causal: bool = False) -> float:
-  """Share of `inputs` on which the candidate computes the given residual.
+def reference(model: ModelLike, inputs: Optional[Sequence[Sequence]] = None,
+              *, exhaustive_limit: int = EXHAUSTIVE_LIMIT,
+              num_random: int = NUM_RANDOM, seed: int = 0) -> Reference:
+  """Runs the weights once on the check inputs.
 
-  Both models run `[BOS, *xs]` (token values, mapped to ids by
-  `input_tokens`); an input agrees when the final residual streams are equal
-  as multisets of per-position columns, rounded to DECIMALS. 0.0 when the
-  candidate does not compile or its residual width differs.
+  `inputs` default to `sampler.check_inputs` (all inputs when at most
+  `exhaustive_limit`, else `num_random` random ones from `seed` and the
+  constant sequences); given inputs count as exhaustive when they cover
+  every sequence of length 1..max_seq_len.
 
-  The given weights' head count is not in the params: `num_heads` if given,
-  else the candidate's when every layer's attention width matches it, else 1
-  (a wrong guess makes the residuals differ, lowering the agreement).
-
-  Raises ValueError for malformed `params`, empty `inputs`, inputs with
-  tokens outside `vocab` or longer than `max_seq_len`, and a vocab that does
-  not match the token embedding.
+  Raises ValueError for malformed params, an unknown head count, no inputs,
+  or inputs with tokens outside the vocab or longer than max_seq_len.
   """
-  if not inputs:
-    raise ValueError("residual_agreement needs at least one input")
-  layout = params_lib.check_params(params)
-  tokens = input_tokens(vocab, compiler_bos, compiler_pad)
-  token_rows = params[params_lib.TOKEN_EMBED]["embeddings"].shape[0]
-  if token_rows != len(tokens):
-    raise ValueError(f"token_embed has {token_rows} rows, but vocab with BOS "
-                     f"and PAD has {len(tokens)} tokens: {tokens}")
-  compiled = _compile(program, vocab, max_seq_len, compiler_bos, compiler_pad,
-                      causal)
-  if compiled is None:
-    return 0.0
-  compiled_layout = params_lib.check_params(compiled.params)
-  if compiled_layout.d_model != layout.d_model:
-    return 0.0
-  given_heads = _given_num_heads(layout, compiled_layout, compiled, num_heads)
+  model = load_model(model)
+  layout = params_lib.check_params(model.params)
+  if model.num_heads is None:
+    raise ValueError("the model does not say its number of attention heads "
+                     "(tracr params do not hold it); save it with "
+                     "save_compiled(path, tracr_model) or num_heads=...")
+  params_lib.check_num_heads(layout, model.num_heads)
+  if inputs is None:
+    inputs = sampler.check_inputs(np.random.default_rng(seed),
+                                  list(model.vocab), model.max_seq_len,
+                                  num_random, exhaustive_limit)
+  inputs = tuple(tuple(xs) for xs in inputs)
+  if not inputs or min(map(len, inputs)) < 1:
+    raise ValueError("verification needs at least one non-empty input")
+  if max(map(len, inputs)) > model.max_seq_len:
+    raise ValueError(f"an input is longer than max_seq_len "
+                     f"{model.max_seq_len}")
+  exhaustive = len(set(inputs)) == sampler.num_sequences(
+      len(model.vocab), model.max_seq_len)
+  residuals = []
+  outputs = _run(model, inputs, residuals)
+  columns = () if exhaustive else tuple(map(_column_multiset, residuals))
+  return Reference(model, inputs, tuple(outputs), exhaustive, columns)
 
-  agreeing = 0
-  for xs in inputs:
-    given_TxD = forward.forward(
-        params, _token_ids(tokens, xs, compiler_bos), given_heads, causal)
-    candidate_TxD = forward.forward(
-        compiled.params, _token_ids(compiled.input_tokens, xs, compiler_bos),
-        compiled.num_heads, causal)
-    agreeing += np.array_equal(_column_multiset(given_TxD),
-                               _column_multiset(candidate_TxD))
-  return agreeing / len(inputs)
+
+def _as_rasp(program: Union[rasp.SOp, Program]) -> rasp.SOp:
+  if isinstance(program, Program):
+    validate(program)
+    return convert.to_rasp(program)
+  if isinstance(program, rasp.SOp):
+    return program
+  raise TypeError(f"cannot verify a {type(program).__name__}: pass a "
+                  "tracr.rasp SOp or a rasp_gen.program.Program")
+
+
+def _same_params(got: saved.Params, expected: saved.Params) -> bool:
+  if set(got) != set(expected):
+    return False
+  for module, module_params in expected.items():
+    if set(got[module]) != set(module_params):
+      return False
+    for name, array in module_params.items():
+      got_array = np.asarray(got[module][name])
+      if got_array.shape != array.shape or not np.array_equal(got_array,
+                                                              array):
+        return False
+  return True
+
+
+def _structure_differs(ref: Reference, sop: rasp.SOp) -> Optional[str]:
+  """Why the program's compiled weights do not match the given ones on the
+  (non-exhaustive) check inputs, or None when they do."""
+  model = ref.model
+  try:
+    compiled = compiler.compile_rasp_to_model_numpy(
+        sop, set(model.vocab), model.max_seq_len, model.causal,
+        model.compiler_bos, model.compiler_pad)
+  except Exception:  # pylint: disable=broad-except
+    return "does not compile"  # tracr raises many kinds of error.
+  if compiled.output_decoding == model.output and _same_params(
+      compiled.params, model.params):
+    return None
+  if (compiled.params["token_embed"]["embeddings"].shape
+      != model.params["token_embed"]["embeddings"].shape):
+    return "compiled residual stream differs (another width)"
+  residuals = []
+  forward.outputs(compiled.params, compiled.num_heads, compiled.input_tokens,
+                  compiled.output_decoding, ref.inputs, model.compiler_bos,
+                  model.causal, residuals)
+  for residual_TxD, expected in zip(residuals, ref.columns):
+    if not np.array_equal(_column_multiset(residual_TxD), expected):
+      return "compiled residual stream differs"
+  return None
+
+
+def verify_against(ref: Reference, program: Union[rasp.SOp, Program],
+                   stop_early: bool = True) -> Verification:
+  """Checks `program` against the weights' outputs in `ref` (module doc).
+
+  With `stop_early` the comparison ends at the first difference (the
+  counts then cover the inputs looked at); otherwise every input is run.
+  """
+  fail = lambda reason, checked=0, agreeing=0, first=None: Verification(
+      False, checked, agreeing, ref.exhaustive, first, reason)
+  try:
+    sop = _as_rasp(program)
+  except ValueError as error:
+    return fail(f"invalid program: {error}")
+  numerical = ref.model.output.numerical
+  if rasp.is_numerical(sop) != numerical:
+    return fail("output encoding differs: the weights' output is "
+                f"{'numerical' if numerical else 'categorical'}")
+  checked, agreeing, first = forward.compare(
+      sop, ref.inputs, ref.outputs, numerical, stop_early)
+  if first is not None:
+    reason = ("program fails on an input" if isinstance(first[2], str)
+              else "output values differ")
+    return fail(reason, checked, agreeing, first)
+  if not ref.exhaustive:
+    reason = _structure_differs(ref, sop)
+    if reason is not None:
+      return fail(reason, checked, agreeing)
+  return Verification(True, checked, agreeing, ref.exhaustive, None)
+
+
+def verify(program: Union[rasp.SOp, Program], model: ModelLike, *,
+           exhaustive_limit: int = EXHAUSTIVE_LIMIT,
+           num_random: int = NUM_RANDOM, seed: int = 0) -> Verification:
+  """Does `program` compute what `model`'s weights compute? (module doc)
+
+  Runs every check input, so the counts are complete. Raises ValueError for
+  a model that cannot be read or run (see `reference`), TypeError for
+  arguments of other types.
+  """
+  return verify_against(
+      reference(model, exhaustive_limit=exhaustive_limit,
+                num_random=num_random, seed=seed),
+      program, stop_early=False)

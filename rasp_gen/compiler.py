@@ -42,8 +42,8 @@ class OutputDecoding:
 
   As tracr's unembedding and output encoder do it: a categorical output is
   `values[argmax(residual[dims])]`, a numerical one is `residual[dims[0]]`.
-  The values keep their Python type (`[0, 1]` is not `[False, True]`); the
-  weights do not hold them (a direction records only the order of its
+  The values keep their Python type (`[0, 1]` is not `[False, True]`, and
+  equality says so); the weights do not hold them (a direction records only the order of its
   values), so they travel beside the weights.
 
   Attributes:
@@ -74,6 +74,20 @@ class OutputDecoding:
                                or len(self.values) != len(self.dims)):
       raise ValueError("a categorical OutputDecoding has one value per dim, "
                        f"got dims={self.dims}, values={self.values}")
+
+  def _typed(self) -> tuple:
+    return (self.dims, tuple((type(v), v) for v in self.values),
+            self.numerical)
+
+  def __eq__(self, other: Any) -> bool:
+    """Typed: values (0, 1) and (False, True) are different decodings,
+    though Python calls the tuples equal."""
+    if not isinstance(other, OutputDecoding):
+      return NotImplemented
+    return self._typed() == other._typed()
+
+  def __hash__(self) -> int:
+    return hash(self._typed())
 
   def to_dict(self) -> dict:
     """Plain lists, for JSON and msgpack. Refuses values that would not come

@@ -1,34 +1,41 @@
 """The file format for a compiled tracr model: weights plus what runs them.
 
-A tracr params dict alone cannot be run or decompiled: the token vocabulary,
-`max_seq_len`, the BOS/PAD names and the head count live outside it. A saved
-model is one `.npz` holding
+A tracr params dict alone cannot be run, verified or decompiled: the token
+vocabulary, `max_seq_len`, the BOS/PAD names, the head count and the output
+decoding (which residual directions are the output, and the typed value
+each stands for) live outside it. A saved model is one `.npz` holding
 
   "<module>/<param>"  float32 arrays, e.g. `transformer/layer_0/attn/query/w`,
                       `token_embed/embeddings` (haiku's `params[module][param]`)
   "__meta__"          a JSON string: `vocab` (list), `max_seq_len`,
-                      `compiler_bos`, `compiler_pad`, and optionally
-                      `num_heads` (int) and `causal` (bool, default false).
+                      `compiler_bos`, `compiler_pad`, `output` (`dims`,
+                      `values`, `numerical`: `compiler.OutputDecoding`), and
+                      optionally `num_heads` (int) and `causal` (bool,
+                      default false).
 
-Tokens must be ints or strings: JSON keeps those exactly, and anything else
-(floats, bools, tuples) would come back as a different value or type, so
+`save_compiled(path, model)` takes all of it from a tracr
+`AssembledTransformerModel`. Tokens must be ints or strings and output
+values bools, ints, floats or strings: JSON keeps those exactly (`true` is
+not `1`), anything else would come back as a different value or type, so
 `save_compiled` refuses it.
 """
 
 import dataclasses
 import json
 import os
+import zipfile
 from typing import Any, Iterable, Mapping, Optional, Union
 
 import numpy as np
 
-from rasp_gen import compiler
+from rasp_gen import compiler, forward
+from rasp_gen.compiler import OutputDecoding
 
 Params = dict[str, dict[str, np.ndarray]]
 PathLike = Union[str, os.PathLike]
 
 META_KEY = "__meta__"
-_REQUIRED = ("vocab", "max_seq_len", "compiler_bos", "compiler_pad")
+_REQUIRED = ("vocab", "max_seq_len", "compiler_bos", "compiler_pad", "output")
 _OPTIONAL = ("num_heads", "causal")
 
 
@@ -43,6 +50,13 @@ class SavedModel:
   compiler_pad: str
   num_heads: Optional[int]
   causal: bool
+  output: OutputDecoding
+
+  @property
+  def input_tokens(self) -> list:
+    """Token values in token-embedding row order (tracr sorts them)."""
+    return forward.input_tokens(self.vocab, self.compiler_bos,
+                                self.compiler_pad)
 
 
 def _is_token(value: Any) -> bool:
@@ -73,6 +87,10 @@ def _check_meta(meta: Any) -> None:
     raise ValueError(f"{META_KEY} must be a JSON object, got "
                      f"{type(meta).__name__}")
   missing = [f for f in _REQUIRED if f not in meta]
+  if missing == ["output"]:
+    raise ValueError(f"{META_KEY} has no output decoding: the file was saved "
+                     "before saved models stored it; save the model again "
+                     "with save_compiled(path, tracr_model)")
   if missing:
     raise ValueError(f"{META_KEY} is missing {missing}")
   unknown = sorted(set(meta) - set(_REQUIRED) - set(_OPTIONAL))
@@ -96,12 +114,16 @@ def _check_meta(meta: Any) -> None:
   if not isinstance(meta.get("causal", False), bool):
     raise ValueError(f"{META_KEY} causal must be true or false, got "
                      f"{meta['causal']!r}")
+  try:
+    OutputDecoding.from_dict(meta["output"])
+  except ValueError as error:
+    raise ValueError(f"{META_KEY} output: {error}") from error
 
 
-def _check_embeddings(params: Params, num_tokens: int,
-                      max_seq_len: int) -> None:
-  """The embeddings agree with the meta: a wrong vocab or length fails here,
-  not as a silently wrong token id later."""
+def _check_embeddings(params: Params, num_tokens: int, max_seq_len: int,
+                      output: OutputDecoding) -> None:
+  """The embeddings agree with the meta: a wrong vocab, length or output dim
+  fails here, not as a silently wrong token id or output later."""
   for module, rows, what in (
       ("token_embed", num_tokens, f"{num_tokens - 2} vocab tokens + BOS, PAD"),
       ("pos_embed", max_seq_len + 1, f"max_seq_len {max_seq_len} + BOS")):
@@ -111,6 +133,10 @@ def _check_embeddings(params: Params, num_tokens: int,
     if embeddings.ndim != 2 or embeddings.shape[0] != rows:
       raise ValueError(f"'{module}/embeddings' has shape {embeddings.shape}; "
                        f"expected {rows} rows ({what})")
+  d_model = params["token_embed"]["embeddings"].shape[1]
+  if max(output.dims) >= d_model:
+    raise ValueError(f"output dims {list(output.dims)} are outside the "
+                     f"residual stream of width {d_model}")
 
 
 def _split_key(key: str) -> tuple[str, str]:
@@ -120,28 +146,169 @@ def _split_key(key: str) -> tuple[str, str]:
   return module, param
 
 
+def _plain(value: Any) -> Any:
+  return value.item() if isinstance(value, np.generic) else value
+
+
+def _unembedding(model: Any, d_model: int) -> np.ndarray:
+  """tracr's residual -> output projection [d_model, outputs], read by
+  running the model's own unembed module on the identity."""
+  import haiku as hk  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  unembed = hk.transform(lambda: model.get_compiled_model().unembed(
+      jnp.eye(d_model), use_unembed_argmax=False))
+  return np.asarray(unembed.apply(unembed.init(None), None),
+                    np.float64).reshape(d_model, -1)
+
+
+def _output_by_labels(labels: list[str], values: list) -> tuple[int, ...]:
+  """The dims of the one variable whose labels are `name:value` for exactly
+  the output values; ValueError when there is no such variable or several."""
+  names = {}
+  for i, label in enumerate(labels):
+    name, _, value = label.rpartition(":")
+    names.setdefault(name, {})[value] = i
+  wanted = [str(v) for v in values]
+  matches = [dims for dims in names.values() if sorted(dims) == sorted(wanted)]
+  if len(matches) != 1:
+    raise ValueError(f"{len(matches)} residual variables have exactly the "
+                     f"output values {values}")
+  return tuple(matches[0][v] for v in wanted)
+
+
+def output_decoding(model: Any) -> OutputDecoding:
+  """The output decoding of a tracr `AssembledTransformerModel`.
+
+  The output dims are the residual directions its unembedding reads (each
+  column of the projection must be one-hot); where that cannot be run, the
+  one variable whose residual labels (`name:value`) are exactly the output
+  encoder's values. Categorical values come from `model.output_encoder`, in
+  its order. Raises ValueError when the output cannot be determined.
+  """
+  d_model = np.asarray(model.params["token_embed"]["embeddings"]).shape[1]
+  encoder = model.output_encoder
+  decoding_map = getattr(encoder, "encoding_map", None)
+  numerical = encoder is not None and decoding_map is None
+  if encoder is None:
+    raise ValueError("the tracr model has no output encoder, so whether its "
+                     "output is categorical or numerical is unknown")
+  values = [] if numerical else [
+      _plain(v) for v, _ in sorted(decoding_map.items(), key=lambda kv: kv[1])]
+  try:
+    projection = _unembedding(model, d_model)
+  except Exception as error:  # pylint: disable=broad-except
+    if numerical:
+      raise ValueError("cannot find the numerical output dimension: running "
+                       f"the model's unembedding failed ({error})") from error
+    dims = _output_by_labels(list(model.residual_labels), values)
+  else:
+    one_hot = ((projection == 0) | (projection == 1)).all() and (
+        (projection == 1).sum(axis=0) == 1).all()
+    if not one_hot or projection.shape[1] != max(len(values), 1):
+      raise ValueError("the model's unembedding is not a projection onto "
+                       f"{max(len(values), 1)} residual directions")
+    dims = tuple(int(d) for d in projection.argmax(axis=0))
+  labels = list(model.residual_labels)
+  if not numerical and any(not labels[d].endswith(f":{v}")
+                           for d, v in zip(dims, values)):
+    raise ValueError(f"the output dims' residual labels "
+                     f"{[labels[d] for d in dims]} do not match the output "
+                     f"values {values}")
+  return OutputDecoding(dims, tuple(values), numerical)
+
+
+def from_tracr(model: Any) -> SavedModel:
+  """A tracr `AssembledTransformerModel` as a SavedModel (numpy float32).
+
+  Vocab, BOS/PAD, max_seq_len, head count and causality come from its input
+  encoder, embeddings and model config, the output decoding from
+  `output_decoding`. Raises ValueError if the input encoder is missing or
+  does not list the tokens in tracr's (sorted) embedding order.
+  """
+  encoder = model.input_encoder
+  encoding_map = getattr(encoder, "encoding_map", None)
+  if encoding_map is None or not encoder.bos_token:
+    raise ValueError("the tracr model has no categorical input encoder with "
+                     "a BOS token; pass params, vocab, max_seq_len and the "
+                     "output decoding explicitly")
+  bos, pad = encoder.bos_token, encoder.pad_token or compiler.COMPILER_PAD
+  tokens = [_plain(v) for v, _ in sorted(encoding_map.items(),
+                                        key=lambda kv: kv[1])]
+  vocab = [t for t in tokens if t not in (bos, pad)]
+  if tokens != forward.input_tokens(vocab, bos, pad):
+    raise ValueError(f"the input encoder's token order {tokens} is not "
+                     "tracr's sorted order of vocab, BOS and PAD")
+  params = {module: {name: np.asarray(value, np.float32)
+                     for name, value in module_params.items()}
+            for module, module_params in model.params.items()}
+  config = model.model_config
+  return SavedModel(
+      params=params, vocab=tuple(_check_vocab(vocab, bos, pad)),
+      max_seq_len=params["pos_embed"]["embeddings"].shape[0] - 1,
+      compiler_bos=bos, compiler_pad=pad, num_heads=int(config.num_heads),
+      causal=bool(config.causal), output=output_decoding(model))
+
+
+def _is_tracr_model(value: Any) -> bool:
+  return all(hasattr(value, a) for a in ("params", "input_encoder",
+                                         "output_encoder", "residual_labels",
+                                         "get_compiled_model"))
+
+
 def save_compiled(path: PathLike,
-                  params: Mapping[str, Mapping[str, Any]],
-                  vocab: Iterable,
-                  max_seq_len: int,
+                  model: Any,
+                  vocab: Optional[Iterable] = None,
+                  max_seq_len: Optional[int] = None,
                   compiler_bos: str = compiler.COMPILER_BOS,
                   compiler_pad: str = compiler.COMPILER_PAD,
                   num_heads: Optional[int] = None,
-                  causal: bool = False) -> None:
-  """Writes `params` (tracr's `.params`, jax or numpy) and meta to `path`.
+                  causal: bool = False,
+                  output: Optional[OutputDecoding] = None) -> None:
+  """Writes a model and its meta to `path`.
+
+  Either `save_compiled(path, tracr_model)`: everything comes from a tracr
+  `AssembledTransformerModel` (see `from_tracr`); or
+  `save_compiled(path, params, vocab, max_seq_len, ..., output=...)` with
+  tracr's `.params` (jax or numpy) and the output decoding, e.g.
+  `compiler.CompiledModel.output_decoding`.
 
   The file is written at `path` as given (numpy would otherwise append
-  `.npz`). Raises ValueError for tokens other than int/str, a BOS/PAD name
-  inside the vocab, parameter names that do not form '<module>/<param>',
-  embeddings whose row counts disagree with the vocab or max_seq_len, or
-  meta that `load_compiled` would reject.
+  `.npz`). Raises ValueError for a missing output decoding, arguments beside
+  a tracr model, tokens other than int/str, a BOS/PAD name inside the vocab,
+  parameter names that do not form '<module>/<param>', embeddings whose row
+  counts disagree with the vocab or max_seq_len, output dims outside the
+  residual stream, or meta that `load_compiled` would reject.
   """
+  if _is_tracr_model(model):
+    if vocab is not None or max_seq_len is not None or output is not None:
+      raise ValueError("save_compiled(path, tracr_model) takes vocab, "
+                       "max_seq_len and the output decoding from the model; "
+                       "pass them only with a params dict")
+    saved_model = from_tracr(model)
+    params, vocab, max_seq_len = (saved_model.params, saved_model.vocab,
+                                  saved_model.max_seq_len)
+    compiler_bos, compiler_pad = (saved_model.compiler_bos,
+                                  saved_model.compiler_pad)
+    num_heads, causal = saved_model.num_heads, saved_model.causal
+    output = saved_model.output
+  else:
+    params = model
+    if vocab is None or max_seq_len is None:
+      raise ValueError("save_compiled(path, params, ...) needs vocab and "
+                       "max_seq_len (or pass a tracr AssembledTransformerModel)")
+    if not isinstance(output, OutputDecoding):
+      raise ValueError("save_compiled(path, params, ...) needs output=, the "
+                       "compiler.OutputDecoding: tracr's params do not say "
+                       "which residual directions are the output or what "
+                       "values they stand for (or pass a tracr "
+                       "AssembledTransformerModel)")
   plain = lambda v: int(v) if isinstance(v, np.integer) else v  # For JSON.
   meta = {
       "vocab": _check_vocab(vocab, compiler_bos, compiler_pad),
       "max_seq_len": plain(max_seq_len), "compiler_bos": compiler_bos,
       "compiler_pad": compiler_pad, "num_heads": plain(num_heads),
-      "causal": causal,
+      "causal": causal, "output": output.to_dict(),
   }
   _check_meta(meta)
   float_params: Params = {}
@@ -153,7 +320,7 @@ def save_compiled(path: PathLike,
       float_params.setdefault(module, {})[param] = np.asarray(value,
                                                               np.float32)
   _check_embeddings(float_params, len(meta["vocab"]) + 2,
-                    meta["max_seq_len"])
+                    meta["max_seq_len"], output)
   arrays = {f"{module}/{param}": value
             for module, module_params in float_params.items()
             for param, value in module_params.items()}
@@ -164,13 +331,28 @@ def save_compiled(path: PathLike,
 def load_compiled(path: PathLike) -> SavedModel:
   """Reads a file written by `save_compiled` (or by hand, same layout).
 
-  Raises ValueError, naming the problem, for a missing or non-JSON
-  `__meta__`, missing or mistyped meta fields, arrays not named
-  '<module>/<param>', and embeddings whose row counts disagree with the
-  vocab or max_seq_len.
+  Raises ValueError, naming the problem, for a file that is not an .npz
+  (random bytes, a pickle, a single array), a missing or non-JSON
+  `__meta__`, missing or mistyped meta fields (a file saved before the
+  output decoding was stored says so), arrays not named '<module>/<param>',
+  and embeddings whose row counts disagree with the vocab or max_seq_len.
   """
-  with np.load(path, allow_pickle=False) as data:
-    arrays = {key: data[key] for key in data.files}
+  try:
+    data = np.load(path, allow_pickle=False)
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    if isinstance(error, FileNotFoundError):
+      raise
+    raise ValueError(f"{path}: not a saved model (not a numpy .npz file: "
+                     f"{error})") from error
+  if not isinstance(data, np.lib.npyio.NpzFile):
+    raise ValueError(f"{path}: not a saved model (a single numpy array, not "
+                     "an .npz file)")
+  try:
+    with data:
+      arrays = {key: data[key] for key in data.files}
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    raise ValueError(f"{path}: not a saved model (unreadable .npz: "
+                     f"{error})") from error
   if META_KEY not in arrays:
     raise ValueError(f"{path}: no {META_KEY!r} array; not a saved model")
   raw = arrays.pop(META_KEY)
@@ -191,10 +373,14 @@ def load_compiled(path: PathLike) -> SavedModel:
                        "a number")
     params.setdefault(module, {})[param] = value.astype(np.float32)
   vocab = tuple(meta["vocab"])
-  _check_embeddings(params, len(vocab) + 2, meta["max_seq_len"])
+  output = OutputDecoding.from_dict(meta["output"])
+  try:
+    _check_embeddings(params, len(vocab) + 2, meta["max_seq_len"], output)
+  except ValueError as error:
+    raise ValueError(f"{path}: {error}") from error
   return SavedModel(params=params, vocab=vocab,
                     max_seq_len=meta["max_seq_len"],
                     compiler_bos=meta["compiler_bos"],
                     compiler_pad=meta["compiler_pad"],
                     num_heads=meta.get("num_heads"),
-                    causal=meta.get("causal", False))
+                    causal=meta.get("causal", False), output=output)

@@ -55,8 +55,8 @@ def _record() -> records.Record:
 def test_metrics_on_hand_made_predictions():
   record = _record()
   weights = saved.SavedModel(record.params, record.vocab, record.max_seq_len,
-                             record.compiler_bos, record.compiler_pad, None,
-                             False)
+                             record.compiler_bos, record.compiler_pad,
+                             record.num_heads, False, record.output)
   inputs = evaluation.check_inputs(weights, 0, ml_collections.ConfigDict(
       dict(num_check_inputs=32, exhaustive_limit=5000)))
   correct = _rows(*TRUE.instructions)
@@ -80,8 +80,9 @@ def test_metrics_on_hand_made_predictions():
   assert [r["functional"] for r in results] == [True, True, True, False,
                                                 False]
   assert [r["invalid"] for r in results] == [False] * 4 + [True]
-  # Only the true program (in either order) reproduces the weights.
-  assert [r["verified"] for r in results] == [True, True, False, False, False]
+  # The true program (in either order) and the equivalent one compute what
+  # the weights compute on every input.
+  assert [r["verified"] for r in results] == [True, True, True, False, False]
 
   summary = evaluation.summarize(results)["overall"]
   assert summary["programs"] == 5
@@ -195,14 +196,26 @@ def test_column_and_family_accuracy_of_hand_made_logits():
 def test_verification_picks_the_candidate_that_reproduces_the_weights():
   record = _record()
   weights = saved.SavedModel(record.params, record.vocab, record.max_seq_len,
-                             record.compiler_bos, record.compiler_pad, None,
-                             False)
+                             record.compiler_bos, record.compiler_pad,
+                             record.num_heads, False, record.output)
   wrong = _rows(_map("LAM_ADD_2", "indices", "v1"),
                 Instruction(Operator.SEQUENCE_MAP, "LAM_GT", ("v1", "tokens"),
                             "v2"))
+  # Same params as TRUE, other output values: x + 1 < t - 1 as ints.
+  same_params = _rows(_map("LAM_ADD_1", "indices", "v1"),
+                      _map("LAM_SUB_1", "tokens", "v2"),
+                      Instruction(Operator.SEQUENCE_MAP, "LAM_SUB",
+                                  ("v1", "v2"), "v3"))
+  inputs = [[0, 1, 2], [4, 3]]
   beam = np.stack([wrong, _rows(*TRUE.instructions)])
-  chosen = evaluation.choose_verified(beam, weights, [[0, 1, 2], [4, 3]])
+  chosen = evaluation.choose_verified(beam, weights, inputs)
   assert chosen.verified and chosen.program == TRUE
+  assert chosen.agreement == 1.0
+  # None verifies: the top decodable candidate, with its agreement.
+  chosen = evaluation.choose_verified(beam[:1], weights, inputs)
+  assert not chosen.verified and chosen.agreement == 0.0
+  assert not evaluation.choose_verified(
+      np.stack([same_params]), weights, inputs).verified
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +254,7 @@ def test_decompile_a_tracr_library_model(workdir, tmp_path):
   model = compiling.compile_rasp_to_model(lib.make_hist(), {1, 2, 3}, 5,
                                           compiler_bos="BOS")
   path = str(tmp_path / "hist.npz")
-  saved.save_compiled(path, model.params, [1, 2, 3], 5, compiler_bos="BOS")
+  saved.save_compiled(path, model)
   out = str(tmp_path / "out.json")
   result = evaluation.decompile(workdir, path, _options(json_out=out))
   assert json.load(open(out)) == json.loads(json.dumps(result))
@@ -251,8 +264,11 @@ def test_decompile_a_tracr_library_model(workdir, tmp_path):
 
 def test_decompile_too_wide_a_model_names_the_limit(workdir, tmp_path):
   vocab = list(range(200))
-  params = compiler.compile_rasp_to_params(lib.make_hist(), set(vocab), 5)
+  compiled = compiler.compile_rasp_to_model_numpy(lib.make_hist(),
+                                                  set(vocab), 5)
   path = str(tmp_path / "wide.npz")
-  saved.save_compiled(path, params, vocab, 5)
+  saved.save_compiled(path, compiled.params, vocab, 5,
+                      num_heads=compiled.num_heads,
+                      output=compiled.output_decoding)
   with pytest.raises(ValueError, match="max_d_model"):
     evaluation.decompile(workdir, path, _options())

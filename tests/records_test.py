@@ -38,6 +38,8 @@ def test_bool_and_int_values_are_different_decodings():
   assert records.record_to_bytes(as_int) != records.record_to_bytes(as_bool)
   got = records.record_from_bytes(records.record_to_bytes(as_bool))
   assert all(isinstance(v, bool) for v in got.output.values)
+  assert got.output == as_bool.output != as_int.output
+  assert len({as_int.output, as_bool.output}) == 2
 
 
 @pytest.mark.parametrize("raw_output, message", [

@@ -54,10 +54,6 @@ DECIMALS = 4
 
 ModelLike = Union[saved.SavedModel, str, os.PathLike, Any]
 
-# Token-embedding row order (tracr sorts vocab, BOS and PAD); one
-# implementation, in rasp_gen.forward.
-input_tokens = forward.input_tokens
-
 
 @dataclasses.dataclass(frozen=True)
 class Verification:

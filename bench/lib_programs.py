@@ -1,0 +1,306 @@
+r"""Decompiles tracr's own library programs, compiled by stock tracr.
+
+  python bench/lib_programs.py --workdir=DIR [--beam_size=8] [--out=FILE.md]
+
+Every program in `LIB_PROGRAMS` (tracr.compiler.lib, each with its own
+vocabulary and max_seq_len) is compiled by stock
+`compiling.compile_rasp_to_model(..., compiler_bos="BOS")`, saved with
+`rasp_gen.saved.save_compiled` and decompiled by the meta-model in DIR
+(`eval.decompile`). Two questions per program:
+
+  verified    `encoding.verify.verify(decompiled, model)`: the decompiled
+              program computes what the weights compute;
+  functional  the decompiled program gives the library program's outputs
+              (tracr's RASP evaluator) on every check input: all inputs when
+              there are at most --exhaustive_limit, else --num_check_inputs
+              random ones. Inputs the library program itself fails on are
+              skipped.
+
+A program stock tracr cannot compile, cannot be saved, or whose weights are
+over the meta-model's limits is a row with the message, not a crash. The
+markdown table goes to stdout and, with --out, to a file. `seconds` is the
+decompile (beam search, search-and-verify) plus both checks, not tracr's
+compile; it includes jax compiling the decoder the first time a weight-shape
+bucket is seen, so early rows can be slower.
+"""
+
+import contextlib
+import dataclasses
+import io
+import os
+import tempfile
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from tracr.compiler import compiling, lib
+from tracr.rasp import rasp
+
+import eval as eval_lib
+from encoding import tokens, verify
+from encoding.vocabulary import NA, NUM_COLUMNS, PAD, PROGRAM_END, PROGRAM_START
+from rasp_gen import convert, functional, saved
+from rasp_gen.program import Program
+
+_T = rasp.tokens
+_INDICES = rasp.indices
+
+
+@dataclasses.dataclass(frozen=True)
+class LibProgram:
+  """A library program as a user would compile it."""
+
+  name: str  # How it is written, e.g. "make_hist()".
+  build: Callable[[], rasp.SOp]
+  vocab: tuple
+  max_seq_len: int
+
+  @property
+  def function(self) -> str:
+    """The lib function's name: what --programs selects by."""
+    return self.name.split("(")[0]
+
+
+_LETTERS = ("a", "b", "c")
+_PARENS = ("(", ")")
+
+# Each library program once, with its natural vocabulary. The last entry is
+# one stock tracr refuses (tokens must be categorical), kept to show it.
+LIB_PROGRAMS: tuple[LibProgram, ...] = (
+    LibProgram("make_length()", lib.make_length, _LETTERS, 5),
+    LibProgram("make_hist()", lib.make_hist, (1, 2, 3, 4), 5),
+    LibProgram("make_reverse(tokens)", lambda: lib.make_reverse(_T), _LETTERS,
+               5),
+    LibProgram("make_sort_unique(tokens, tokens)",
+               lambda: lib.make_sort_unique(_T, _T), (1, 2, 3, 4, 5), 5),
+    LibProgram("make_sort(tokens, tokens, max_seq_len=5, min_key=1)",
+               lambda: lib.make_sort(_T, _T, max_seq_len=5, min_key=1),
+               (1, 2, 3, 4), 5),
+    LibProgram("make_sort_freq(max_seq_len=5)",
+               lambda: lib.make_sort_freq(5), (1, 2, 3), 5),
+    LibProgram("make_frac_prevs(tokens == 'x')",
+               lambda: lib.make_frac_prevs(_T == "x"), ("x", "y"), 5),
+    LibProgram("shift_by(1, tokens)", lambda: lib.shift_by(1, _T), (1, 2, 3),
+               5),
+    LibProgram("make_pair_balance(tokens, '(', ')')",
+               lambda: lib.make_pair_balance(_T, "(", ")"), _PARENS, 6),
+    LibProgram("make_shuffle_dyck(['()'])",
+               lambda: lib.make_shuffle_dyck(["()"]), _PARENS, 6),
+    LibProgram("make_shuffle_dyck2()", lib.make_shuffle_dyck2,
+               ("(", ")", "{", "}"), 4),
+    LibProgram("detect_pattern(tokens, 'abc')",
+               lambda: lib.detect_pattern(_T, "abc"), _LETTERS, 5),
+    LibProgram("make_count_less_freq(2)", lambda: lib.make_count_less_freq(2),
+               _LETTERS, 5),
+    LibProgram("make_count(tokens, 'a')", lambda: lib.make_count(_T, "a"),
+               _LETTERS, 5),
+    LibProgram("make_nary_sequencemap(lambda x, y, z: x + y - z, tokens, "
+               "tokens, indices)",
+               lambda: lib.make_nary_sequencemap(lambda x, y, z: x + y - z,
+                                                 _T, _T, _INDICES),
+               (1, 2, 3), 4),
+    LibProgram("make_frac_prevs(tokens)", lambda: lib.make_frac_prevs(_T),
+               (False, True), 5),
+)
+
+
+@dataclasses.dataclass
+class Row:
+  """One table row. `verified`/`functional` are None when nothing was
+  decompiled; `message` then says why (compile, save or limit failure)."""
+
+  program: str
+  vocab: tuple
+  max_seq_len: int
+  layers: Optional[int] = None
+  d_model: Optional[int] = None
+  decompiled: str = ""
+  verified: Optional[bool] = None
+  functional: Optional[bool] = None
+  seconds: Optional[float] = None
+  message: str = ""
+
+
+# What tracr's RASP evaluator raises for a program that fails on an input
+# (as in rasp_gen.functional).
+_RUN_ERRORS = (ValueError, TypeError, ArithmeticError, KeyError)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+  if a is None or b is None:
+    return a is None and b is None
+  if isinstance(a, (int, float, np.number)) and isinstance(
+      b, (int, float, np.number)):
+    return abs(a - b) <= functional.TOLERANCE
+  return a == b
+
+
+def computes_same(candidate: rasp.SOp, reference: rasp.SOp,
+                  inputs: Sequence[Sequence]) -> bool:
+  """`functional.same_function` for tracr SOps (lib programs are not
+  rasp_gen Programs: their lambdas are not in the function table)."""
+  for xs in inputs:
+    try:
+      expected = rasp.evaluate(reference, list(xs))
+    except _RUN_ERRORS:
+      continue
+    try:
+      got = rasp.evaluate(candidate, list(xs))
+    except _RUN_ERRORS:
+      return False
+    if len(got) != len(expected) or not all(
+        _same_value(g, e) for g, e in zip(got, expected)):
+      return False
+  return True
+
+
+def program_of(rows: list[list[str]], max_rows: int) -> Optional[Program]:
+  """The program of `eval.decompile`'s token-name rows; None if malformed."""
+  vocab = tokens.vocabulary_for_rows(max_rows)
+  try:
+    ids = [[vocab.ids[name] for name in row] for row in rows]
+    ids += [[vocab.ids[PAD]] * NUM_COLUMNS] * (max_rows - len(ids))
+    return tokens.decode_program(np.array(ids, np.int32))
+  except (KeyError, ValueError):
+    return None
+
+
+def short_rows(rows: list[list[str]]) -> str:
+  """`SELECT PRED_EQ tokens tokens v1; SELECTOR_WIDTH v1 v2`."""
+  return "; ".join(" ".join(name for name in row if name != NA)
+                   for row in rows
+                   if row[0] not in (PROGRAM_START, PROGRAM_END, PAD))
+
+
+def run_one(entry: LibProgram, workdir: str, max_rows: int, tmp_dir: str,
+            options: ml_collections.ConfigDict) -> Row:
+  """Compiles, saves, decompiles and checks one library program."""
+  row = Row(entry.name, entry.vocab, entry.max_seq_len)
+  try:
+    sop = entry.build()
+    model = compiling.compile_rasp_to_model(sop, set(entry.vocab),
+                                            entry.max_seq_len,
+                                            compiler_bos="BOS")
+  except Exception as e:  # pylint: disable=broad-except
+    # Stock tracr raises many types (NotImplementedError, TypeError, ...).
+    row.message = f"stock tracr cannot compile it: {type(e).__name__}: {e}"
+    return row
+  row.layers = model.model_config.num_layers
+  row.d_model = int(model.params["token_embed"]["embeddings"].shape[1])
+  path = os.path.join(tmp_dir, f"{entry.function}.npz")
+  try:
+    saved.save_compiled(path, model)
+  except ValueError as e:
+    row.message = f"cannot be saved: {e}"
+    return row
+  start = time.perf_counter()
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):  # decompile prints.
+      result = eval_lib.decompile(workdir, path, options)
+  except ValueError as e:  # Over the meta-model's limits.
+    row.message = str(e).replace(path + ": ", "")
+    return row
+  row.decompiled = short_rows(result["rows"])
+  program = program_of(result["rows"], max_rows)
+  if program is None:
+    row.decompiled = f"(undecodable) {row.decompiled}"
+    row.verified = row.functional = False
+  else:
+    candidate = convert.to_rasp(program)
+    row.verified = verify.verify(
+        candidate, model, exhaustive_limit=options.exhaustive_limit,
+        num_random=options.num_check_inputs).verified
+    inputs = functional.check_inputs(
+        entry.vocab, entry.max_seq_len, np.random.default_rng(0),
+        num_random=options.num_check_inputs,
+        exhaustive_limit=options.exhaustive_limit)
+    row.functional = computes_same(candidate, sop, inputs)
+  row.seconds = time.perf_counter() - start
+  return row
+
+
+def run(workdir: str, programs: Sequence[LibProgram],
+        options: ml_collections.ConfigDict) -> list[Row]:
+  """A row per program, in order. `options` as eval.decompile takes them."""
+  max_rows = eval_lib.load_config(workdir).input.max_rows
+  with tempfile.TemporaryDirectory() as tmp_dir:
+    return [run_one(entry, workdir, max_rows, tmp_dir, options)
+            for entry in programs]
+
+
+def _yes_no(value: Optional[bool]) -> str:
+  return "—" if value is None else ("yes" if value else "no")
+
+
+def format_table(rows: Sequence[Row]) -> str:
+  """The markdown table, then a line counting verified and right rows."""
+  lines = ["| program | vocab | max_seq_len | layers | d_model | decompiled "
+           "| verified | functional | seconds |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    cells = [f"`{r.program}`",
+             "{" + ", ".join(str(t) for t in r.vocab) + "}",
+             str(r.max_seq_len),
+             "—" if r.layers is None else str(r.layers),
+             "—" if r.d_model is None else str(r.d_model),
+             r.message or f"`{r.decompiled}`",
+             _yes_no(r.verified), _yes_no(r.functional),
+             "—" if r.seconds is None else f"{r.seconds:.1f}"]
+    lines.append("| " + " | ".join(" ".join(c.split()).replace("|", "\\|")
+                                   for c in cells) + " |")
+  decompiled = [r for r in rows if r.verified is not None]
+  lines.append(f"\n{len(decompiled)} of {len(rows)} programs decompiled; "
+               f"verified {sum(r.verified for r in decompiled)}, "
+               f"functionally right {sum(r.functional for r in decompiled)}.")
+  return "\n".join(lines)
+
+
+def select(names: Sequence[str]) -> tuple[LibProgram, ...]:
+  """The entries whose lib function is in `names` (all for an empty list)."""
+  known = {entry.function for entry in LIB_PROGRAMS}
+  unknown = sorted(set(names) - known)
+  if unknown:
+    raise ValueError(f"unknown programs {unknown}; known: {sorted(known)}")
+  return tuple(e for e in LIB_PROGRAMS if not names or e.function in names)
+
+
+def _define_flags() -> None:
+  flags.DEFINE_string("workdir", None, "A train.py workdir: the meta-model "
+                      "(config.json and latest checkpoint) that decompiles.")
+  flags.DEFINE_integer("beam_size", 8, "Beam candidates for "
+                       "search-and-verify decoding (eval.decompile).")
+  flags.DEFINE_string("out", None, "Also write the markdown table to this "
+                      "file.")
+  flags.DEFINE_list("programs", [], "Only these lib functions (e.g. "
+                    "make_hist,shift_by); default: all of LIB_PROGRAMS.")
+  flags.DEFINE_integer("num_check_inputs", 64, "Random check inputs (for "
+                       "eval.decompile's search and the functional check) "
+                       "when there are more than --exhaustive_limit inputs.")
+  flags.DEFINE_integer("exhaustive_limit", 5000, "Check on every input "
+                       "sequence when there are at most this many.")
+  flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  options = ml_collections.ConfigDict({
+      "beam_size": flags.FLAGS.beam_size, "json_out": None,
+      "num_check_inputs": flags.FLAGS.num_check_inputs,
+      "exhaustive_limit": flags.FLAGS.exhaustive_limit})
+  rows = run(flags.FLAGS.workdir, select(flags.FLAGS.programs), options)
+  table = format_table(rows)
+  print(f"meta-model: {flags.FLAGS.workdir}, beam {options.beam_size}\n")
+  print(table)
+  if flags.FLAGS.out:
+    with open(flags.FLAGS.out, "w") as f:
+      f.write(table + "\n")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,118 @@
+"""bench/lib_programs.py and bench/beam_widths.py on a tiny trained model."""
+
+import importlib.util
+import os
+
+import ml_collections
+import pytest
+from tracr.rasp import rasp
+
+import eval as evaluation
+import train
+from configs import tiny
+from encoding import tokens
+from encoding.vocabulary import NA, PROGRAM_END, PROGRAM_START
+from rasp_gen.program import Instruction, Operator, Program
+
+_BENCH = os.path.join(os.path.dirname(__file__), os.pardir, "bench")
+
+
+def _load(name: str):
+  """A bench script as a module (bench/ is not a package)."""
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(_BENCH, f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+lib_programs = _load("lib_programs")
+beam_widths = _load("beam_widths")
+
+
+def _entry(name: str):
+  return next(e for e in lib_programs.LIB_PROGRAMS if e.name == name)
+
+
+def _names(program: Program) -> list[list[str]]:
+  """Rows as eval.decompile returns them: token names, no PAD rows."""
+  framing = lambda token: [token] + [NA] * 4
+  return ([framing(PROGRAM_START)]
+          + [list(tokens.instruction_row(i)) for i in program.instructions]
+          + [framing(PROGRAM_END)])
+
+
+def _hist(predicate: str) -> Program:
+  return Program((
+      Instruction(Operator.SELECT, predicate, ("tokens", "tokens"), "v1"),
+      Instruction(Operator.SELECTOR_WIDTH, None, ("v1",), "v2")))
+
+
+@pytest.mark.parametrize("name, program, right", [
+    ("make_hist()", _hist("PRED_EQ"), True),
+    ("make_hist()", _hist("PRED_LT"), False),
+    ("make_length()", _hist("PRED_TRUE"), True),  # String vocab.
+])
+def test_checks_judge_a_decompilation(monkeypatch, tmp_path, name, program,
+                                      right):
+  """With eval.decompile answering `program`, both checks see if it is
+  make_hist / make_length (compiled by stock tracr)."""
+  monkeypatch.setattr(lib_programs.eval_lib, "decompile",
+                      lambda *_: {"rows": _names(program)})
+  options = ml_collections.ConfigDict(dict(
+      beam_size=1, json_out=None, num_check_inputs=16, exhaustive_limit=5000))
+  row = lib_programs.run_one(_entry(name), "unused", 8, str(tmp_path),
+                             options)
+  assert (row.verified, row.functional) == (right, right), row
+  assert row.decompiled.startswith("SELECT PRED_")
+  assert (row.layers, row.d_model) == ((1, 19) if name == "make_hist()"
+                                       else (1, 18))
+
+
+def _thirteen_layers() -> rasp.SOp:
+  """A model deeper than any encoder's max_layers, quick to compile."""
+  sop = rasp.tokens
+  for _ in range(13):
+    sop = rasp.SequenceMap(lambda x, i: (x + i) % 2, sop, rasp.indices)
+  return sop
+
+
+def test_both_scripts_on_a_tiny_trained_model(tmp_path):
+  """One test, so pytest-xdist trains the tiny model once."""
+  workdir = str(tmp_path / "workdir")
+  train.train_and_evaluate(tiny.get_config(), workdir)
+
+  # lib_programs: a typed row per program, failures as messages.
+  too_deep = lib_programs.LibProgram("13 SequenceMaps", _thirteen_layers,
+                                     (0, 1), 2)
+  programs = (_entry("make_hist()"), _entry("make_frac_prevs(tokens)"),
+              too_deep)
+  rows = lib_programs.run(workdir, programs, ml_collections.ConfigDict(dict(
+      beam_size=2, json_out=None, num_check_inputs=8, exhaustive_limit=0)))
+  assert [r.program for r in rows] == [e.name for e in programs]
+  hist, frac_bools, deep = rows
+  assert isinstance(hist.verified, bool) and isinstance(hist.functional, bool)
+  assert hist.seconds > 0 and not hist.message
+  assert frac_bools.message.startswith("stock tracr cannot compile")
+  assert frac_bools.layers is None and frac_bools.verified is None
+  # Over the meta-model's limits: the row names the limit.
+  assert "max_layers" in deep.message and deep.verified is None
+  assert deep.layers == 13
+  table = lib_programs.format_table(rows).splitlines()
+  assert len(table) == 2 + len(rows) + 2  # Header, rows, blank, summary.
+  assert all(line.count(" | ") == 8 for line in table[2:2 + len(rows)])
+  assert table[-1].startswith("1 of 3 programs decompiled")
+
+  # beam_widths: eval.py's own numbers, per beam size.
+  options = ml_collections.ConfigDict(dict(
+      split="test", num_examples=1, num_check_inputs=8, exhaustive_limit=0))
+  report = beam_widths.run(workdir, [1, 2], options)
+  assert list(report["beams"]) == [1, 2]
+  assert report["programs"] == {"as compiled": 1, "permuted residual": 1}
+  assert all(s > 0 for s in report["seconds"].values())
+  metrics = evaluation.evaluate(workdir, ml_collections.ConfigDict(dict(
+      options.to_dict(), beam_size=2, json_out=None)))
+  for split in ("as compiled", "permuted residual"):
+    assert report["beams"][2][split] == metrics[split]["overall"]
+  table = beam_widths.format_table(report).splitlines()
+  assert [line.split(" | ")[0] for line in table[-2:]] == ["| 1", "| 2"]

@@ -263,12 +263,12 @@ def test_decompile_a_tracr_library_model(workdir, tmp_path):
 
 
 def test_decompile_too_wide_a_model_names_the_limit(workdir, tmp_path):
-  vocab = list(range(200))
+  vocab = list(range(1100))  # Over 2,048 graph nodes: tokens + residual.
   compiled = compiler.compile_rasp_to_model_numpy(lib.make_hist(),
                                                   set(vocab), 5)
   path = str(tmp_path / "wide.npz")
   saved.save_compiled(path, compiled.params, vocab, 5,
                       num_heads=compiled.num_heads,
                       output=compiled.output_decoding)
-  with pytest.raises(ValueError, match="max_d_model"):
+  with pytest.raises(ValueError, match="max nodes 2048"):
     evaluation.decompile(workdir, path, _options())

@@ -11,13 +11,14 @@ is extended by every token and the best `beam_size` partial rows survive, so
 each program proposes its `beam_size` best rows (approximately, since the
 column beam prunes), and the best `beam_size` of all proposals are kept.
 Where a column has fewer legal tokens than `beam_size`, the extra proposals
-use illegal tokens and score about NEG_INF, so they rank last.
+use illegal tokens and score about NEG_INF, so they rank last; a beam wider
+than the vocabulary keeps every candidate of a column.
 
 A program stops after the row whose column 0 is `end_id`; its later rows are
 PAD rows and its score stays fixed. Decoding stops early once all have ended.
 Outputs follow the dataset's `program` layout: R = the model's max_rows rows,
 row 0 is `start_row` (the PROGRAM_START row's 5 ids). `batch` needs only the
-block entries. Both functions are `nnx.jit`-compiled and take the model
+weight entries (blocks or graph). Both functions are `nnx.jit`-compiled and take the model
 itself; from split state, pass `nnx.merge(graphdef, state)`.
 """
 
@@ -32,7 +33,12 @@ from meta_model.model import NEG_INF, NUM_COLUMNS, Batch, MetaModel, RowHead
 
 def _expand_row(head: RowHead, h_XxD: jax.Array,
                 width: int) -> tuple[jax.Array, jax.Array]:
-  """The `width` best rows [X, W, 5] after h, with their log-probs [X, W]."""
+  """The `width` best rows [X, W, 5] after h, with their log-probs [X, W].
+
+  A column keeps at most (partial rows so far) x (vocabulary) candidates, so
+  a width above the vocabulary size works; were there fewer than `width`
+  whole rows, the rest score NEG_INF.
+  """
   lead = h_XxD.shape[:-1]
   rows_XxPxC = jnp.zeros((*lead, 1, 0), jnp.int32)
   logp_XxP = jnp.zeros((*lead, 1))
@@ -42,7 +48,7 @@ def _expand_row(head: RowHead, h_XxD: jax.Array,
     vocab = logits_XxPxV.shape[-1]
     cand_XxPxV = logp_XxP[..., None] + jax.nn.log_softmax(logits_XxPxV)
     logp_XxP, flat_XxP = jax.lax.top_k(
-        cand_XxPxV.reshape(*lead, -1), width)
+        cand_XxPxV.reshape(*lead, -1), min(width, cand_XxPxV.shape[-2] * vocab))
     parent_XxP, token_XxP = flat_XxP // vocab, flat_XxP % vocab
     rows_XxPxC = jnp.concatenate([
         jnp.take_along_axis(rows_XxPxC, parent_XxP[..., None], axis=-2),
@@ -50,6 +56,12 @@ def _expand_row(head: RowHead, h_XxD: jax.Array,
     chosen_XxPxD = (
         jnp.take_along_axis(chosen_XxPxD, parent_XxP[..., None], axis=-2)
         + head.choice_embedding(token_XxP, c))
+  missing = width - logp_XxP.shape[-1]
+  if missing:
+    logp_XxP = jnp.pad(logp_XxP, [(0, 0)] * len(lead) + [(0, missing)],
+                       constant_values=NEG_INF)
+    rows_XxPxC = jnp.pad(rows_XxPxC,
+                         [(0, 0)] * len(lead) + [(0, missing), (0, 0)])
   return rows_XxPxC, logp_XxP
 
 
@@ -90,9 +102,8 @@ def beam_search(model: MetaModel, batch: Batch, start_row: jax.Array, *,
                 pad_id: int) -> tuple[jax.Array, jax.Array]:
   """Best programs first: tokens [B, K, R, 5], log-probs [B, K]."""
   k = beam_size
-  if not 1 <= k <= model.head.vocab_size:
-    raise ValueError(f"beam_size={k} must be in [1, vocab size "
-                     f"{model.head.vocab_size}]")
+  if k < 1:
+    raise ValueError(f"beam_size={k} must be at least 1")
   cache = model.encode_prefix(batch)
   b, num_rows = cache.key_mask_BxT.shape[0], model.max_rows
   cache = jax.tree.map(lambda a: jnp.repeat(a, k, axis=0), cache)

@@ -118,6 +118,19 @@ def test_beam_scores_are_sorted_teacher_forced_log_probs(setup):
     assert len({t.tobytes() for t in np.asarray(tokens[b])}) == k
 
 
+def test_beam_wider_than_the_vocabulary(setup):
+  model, _, batch = setup
+  k = VOCAB + 3
+  tokens, scores = beam_search(model, batch, beam_size=k, **DECODE)
+  chex.assert_shape(tokens, (BATCH, k, ROWS, 5))
+  assert np.all(np.diff(scores, axis=1) <= 0)
+  live = np.asarray(scores) > NEG_INF / 2
+  assert live.all(), "more than `vocabulary` whole programs exist"
+  for beam in (0, k - 1):
+    _, score_B, _ = _teacher_forced(model, batch, tokens[:, beam])
+    np.testing.assert_allclose(scores[:, beam], score_B, rtol=1e-5)
+
+
 def test_stops_after_end_row():
   """With END the only legal operator, programs are START, an END row, PADs."""
   masks_5xV = testing.column_masks(VOCAB, np.random.default_rng(0))

@@ -1,475 +1,76 @@
 r"""Judges a trained meta-model, or decompiles weights a user brings.
 
-  python eval.py --workdir=DIR [--split=test] [--beam_size=8]
+  python eval.py --workdir=DIR [--split=test] [--beam_size=8] [--num_examples=N]
   python eval.py --workdir=DIR --decompile=MODEL.npz [--json_out=OUT.json]
 
-Metrics on held-out programs (table on stdout, DIR/eval/metrics.json and a
-PNG by program length), each overall, by program length and by operator, on
-the weights as compiled and on a split whose residual stream is randomly
-permuted (encoding/augment.py):
-  token_accuracy      teacher-forced, over slots whose target is not PAD/NA;
-  exact_accuracy      greedy program == true program (canonical forms);
-  functional_accuracy greedy program gives the true program's outputs on
-                      every check input (all inputs where there are few);
-  invalid             greedy rows that are not a program (counted wrong);
-  verified_*          the same for search-and-verify decoding: of the
-                      beam's candidates, the best-scoring one that computes
-                      what the given weights compute, read with their output
-                      decoding, on every check input (`encoding.verify`: all
-                      inputs where there are few, else random ones plus
-                      matching compiled structure); the top candidate when
-                      none verifies.
-Beside them, per split: token accuracy by row column (operator, arg1-arg3,
-return variable) and, for the function slot (arg1 of MAP, SEQUENCE_MAP and
-SELECT rows), accuracy by the target function's family (`FUNCTION_FAMILIES`)
-and how often the predicted function is at least in the right family. Every
-accuracy is a sum of hits over a sum of counted slots or programs.
+The first form prints held-out metrics (`meta_model.heldout`) and writes
+DIR/eval/metrics.json and DIR/eval/accuracy_by_length.png. The second
+decompiles a tracr model saved with `rasp_gen.saved.save_compiled`
+(`meta_model.decompiler`): it prints the rows, runnable tracr.rasp source
+(save it as prog.py, edit it, and check it with `python -m encoding.verify
+--model=MODEL.npz --program=prog.py`) and whether the program is verified,
+with the first input on which it disagrees with the weights when it is not.
+Exit status: 0 when verified or evaluated, 1 for a user error (one line on
+stderr: bad path, unreadable file, weights over the meta-model's limits).
+An unverified decompilation also exits 0; --json_out has `verified`.
 """
 
-import collections
-import dataclasses
 import json
-import os
-from typing import Any, Optional, Sequence
 
-import jax
-import jax.numpy as jnp
-import ml_collections
-import numpy as np
 from absl import app, flags, logging
 
-import train
-from encoding import pipeline, tokens, verify
-from encoding.limits import LimitExceeded
-from encoding.vocabulary import PAD
-from meta_model import decode
-from meta_model import loss as loss_lib
-from rasp_gen import convert, dataset, functional, functions, records, saved
-from rasp_gen.program import Program, canonicalize
+from meta_model import decompiler, errors, heldout
 
-CHECK_SEED = 1234  # Check inputs are a function of (seed, example index).
-
-
-@dataclasses.dataclass(frozen=True)
-class Decompiled:
-  """The chosen program (None if no candidate decodes) and how it was chosen."""
-
-  program: Optional[Program]
-  rows: np.ndarray  # [R, 5] token ids of the chosen candidate.
-  agreement: float  # Share of check inputs where its output is the weights'.
-  verified: bool  # encoding.verify says it computes what the weights do.
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, train.CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} is missing: is {workdir!r} a train.py "
-                            "workdir?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "A train.py workdir: its config.json and latest "
+    "checkpoint are the meta-model.")
+_SPLIT = flags.DEFINE_string("split", "test", "Dataset split to evaluate "
+                             "(train, validation or test).")
+_NUM_EXAMPLES = flags.DEFINE_integer(
+    "num_examples", 0, "Evaluate the split's first N records; 0 means all. "
+    "Records over the encoder's size limits are dropped and counted.")
+_BEAM_SIZE = flags.DEFINE_integer(
+    "beam_size", 8, "Beam candidates for search-and-verify decoding (and "
+    "for --decompile).")
+_NUM_CHECK_INPUTS = flags.DEFINE_integer(
+    "num_check_inputs", 64, "Random check inputs for functional accuracy "
+    "and verification when the input space is larger than "
+    "--exhaustive_limit.")
+_EXHAUSTIVE_LIMIT = flags.DEFINE_integer(
+    "exhaustive_limit", 2000, "Check on every input sequence when there "
+    "are at most this many.")
+_DECOMPILE = flags.DEFINE_string(
+    "decompile", None, "Decompile this saved tracr model (.npz, see "
+    "rasp_gen/saved.py) instead of evaluating a split.")
+_JSON_OUT = flags.DEFINE_string(
+    "json_out", None, "With --decompile: also write the rows, Python "
+    "source, verdict and evidence here as JSON.")
+flags.mark_flags_as_required(["workdir"])
 
 
-def check_inputs(weights: saved.SavedModel, index: int,
-                 options: ml_collections.ConfigDict) -> list[list]:
-  """The inputs example `index` is checked on: the same in every run."""
-  return functional.check_inputs(
-      weights.vocab, weights.max_seq_len,
-      np.random.default_rng([CHECK_SEED, index]),
-      num_random=options.num_check_inputs,
-      exhaustive_limit=options.exhaustive_limit)
-
-
-def _decode_or_none(rows_Rx5: np.ndarray) -> Optional[Program]:
-  try:
-    return tokens.decode_program(rows_Rx5)
-  except ValueError:
-    return None
-
-
-def choose_verified(candidates_KxRx5: np.ndarray,
-                    weights: saved.SavedModel,
-                    inputs: list[list]) -> Decompiled:
-  """The best-scoring candidate that computes what `weights` compute.
-
-  The weights run once on `inputs` (`verify.reference`); each candidate is
-  then checked against their outputs, stopping at its first difference.
-  """
-  reference = verify.reference(weights, inputs)
-  top: Optional[tuple[Program, np.ndarray]] = None
-  for rows in candidates_KxRx5:
-    program = _decode_or_none(rows)
-    if program is None:
-      continue
-    result = verify.verify_against(reference, program)
-    if result.verified:
-      return Decompiled(program, rows, 1.0, True)
-    top = top or (program, rows)
-  if top is None:
-    return Decompiled(None, candidates_KxRx5[0], 0.0, False)
-  result = verify.verify_against(reference, top[0], stop_early=False)
-  return Decompiled(top[0], top[1], result.num_agreeing / len(inputs), False)
-
-
-def _batch(examples: Sequence[dict], config: ml_collections.ConfigDict
-           ) -> dict[str, jax.Array]:
-  stacked = pipeline.batch_examples(examples, config)
-  return {k: jnp.asarray(v) for k, v in stacked.items()}
-
-
-COLUMNS = ("operator", "arg1", "arg2", "arg3", "return_var")
-
-
-def _function_families() -> dict[str, str]:
-  """Function token -> family, derived from the rasp_gen.functions tables.
-
-  Map and SequenceMap functions split by what they return on a value of
-  their domain: `*_boolean` (comparisons, NOT/AND/OR) or `*_arithmetic`.
-  """
-  families = {}
-  for kind, table, arity in (("map", functions.MAP_FUNCTIONS, 1),
-                             ("sequence_map", functions.SEQUENCE_MAP_FUNCTIONS,
-                              2)):
-    for f in table:
-      value = f.fn(*[True if f.domain == "bool" else 1] * arity)
-      families[f.name] = (f"{kind}_boolean" if isinstance(value, bool)
-                          else f"{kind}_arithmetic")
-  families.update({f.name: "linear_sequence_map"
-                   for f in functions.LINEAR_FUNCTIONS})
-  families.update({name: "predicate" for name in functions.PREDICATES})
-  return families
-
-
-FUNCTION_FAMILIES: dict[str, str] = _function_families()
-FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(FUNCTION_FAMILIES.values()))
-
-
-def slot_counts(hits: loss_lib.TokenHits, index: int, max_rows: int
-                ) -> dict[str, Any]:
-  """Example `index`'s teacher-forced hits, as counts to be summed.
-
-  token_right/token_counted: slots whose target is not PAD/NA;
-  column_right/column_counted: the same per column (`COLUMNS`);
-  function_counted/function_right/function_family_right: per family of the
-  target function, function slots (arg1 holding a function token), those
-  predicted exactly, and those whose predicted token is a function of the
-  same family.
-  """
-  predicted, target, counted = (np.asarray(a[index]) for a in
-                                (hits.predicted, hits.target, hits.counted))
-  right = counted & (predicted == target)
-  names = tokens.vocabulary_for_rows(max_rows).tokens
-
-  def family_of(token_id: int) -> Optional[str]:
-    return (FUNCTION_FAMILIES.get(names[token_id])
-            if 0 <= token_id < len(names) else None)
-
-  function_counted = collections.Counter()
-  function_right = collections.Counter()
-  function_family_right = collections.Counter()
-  for r in np.flatnonzero(counted[:, 1]):
-    family = family_of(target[r, 1])
-    if family is None:  # A selector variable (AGGREGATE, SELECTOR_WIDTH).
-      continue
-    function_counted[family] += 1
-    function_right[family] += int(predicted[r, 1] == target[r, 1])
-    function_family_right[family] += int(family_of(predicted[r, 1]) == family)
-  return {"token_right": int(right.sum()), "token_counted": int(counted.sum()),
-          "column_right": right.sum(0).tolist(),
-          "column_counted": counted.sum(0).tolist(),
-          "function_counted": dict(function_counted),
-          "function_right": dict(function_right),
-          "function_family_right": dict(function_family_right)}
-
-
-def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: Decompiled,
-          inputs: list[list], slots: dict[str, Any]) -> dict[str, Any]:
-  """One example's results; a prediction that does not decode is wrong.
-
-  `slots` are the example's teacher-forced counts (`slot_counts`).
-  """
-  predicted = _decode_or_none(greedy_Rx5)
-  same = lambda p: p is not None and canonicalize(p) == record.program
-  works = lambda p: p is not None and functional.same_function(
-      p, record.program, inputs)
-  return {
-      "length": len(record.program),
-      "operators": sorted({i.operator.value
-                           for i in record.program.instructions}),
-      **slots,
-      "invalid": predicted is None,
-      "exact": same(predicted),
-      "functional": works(predicted),
-      "verified": chosen.verified,
-      "verified_exact": same(chosen.program),
-      "verified_functional": works(chosen.program),
-  }
-
-
-def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
-                      config: ml_collections.ConfigDict,
-                      options: ml_collections.ConfigDict
-                      ) -> list[dict[str, Any]]:
-  """Per-example results: token hits, exact/functional/verified flags."""
-  ids = train.special_ids(config)
-  results = []
-  size = config.input.batch_size
-  for start in range(0, len(examples), size):
-    chunk = examples[start:start + size]
-    batch = _batch([e for _, e in chunk], config)
-    hits = loss_lib.token_hits(model(batch, deterministic=True), batch,
-                               pad_id=ids["pad_id"], na_id=ids["na_id"])
-    greedy, _ = decode.greedy_decode(model, batch, ids["start_row"],
-                                     end_id=ids["end_id"],
-                                     pad_id=ids["pad_id"])
-    beams, _ = decode.beam_search(model, batch, ids["start_row"],
-                                  beam_size=options.beam_size,
-                                  end_id=ids["end_id"], pad_id=ids["pad_id"])
-    greedy, beams = np.asarray(greedy[:, 0]), np.asarray(beams)
-    for i, (record, example) in enumerate(chunk):
-      weights = saved.SavedModel(
-          record.params, record.vocab, record.max_seq_len,
-          record.compiler_bos, record.compiler_pad, record.num_heads,
-          causal=False, output=record.output)
-      inputs = check_inputs(weights, record.index, options)
-      chosen = choose_verified(beams[i], weights, inputs)
-      results.append(score(record, greedy[i], chosen, inputs,
-                           slot_counts(hits, i, config.input.max_rows)))
-  return results
-
-
-_FLAGS_SUMMED = ("invalid", "exact", "functional", "verified",
-                 "verified_exact", "verified_functional")
-
-
-def _by_column(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-  right = np.sum([r["column_right"] for r in results], axis=0, dtype=int)
-  counted = np.sum([r["column_counted"] for r in results], axis=0, dtype=int)
-  return {column: {"slots": int(counted[c]),
-                   "token_accuracy": float(right[c] / max(counted[c], 1))}
-          for c, column in enumerate(COLUMNS)}
-
-
-def _by_function_family(results: list[dict[str, Any]]
-                        ) -> dict[str, dict[str, Any]]:
-  """Function-slot accuracy per target family, and "all" families together."""
-  counted, right, in_family = (
-      sum((collections.Counter(r[key]) for r in results), collections.Counter())
-      for key in ("function_counted", "function_right",
-                  "function_family_right"))
-  summary = {}
-  for family in FAMILIES + ("all",):
-    pick = (lambda c: sum(c.values())) if family == "all" else (
-        lambda c: c[family])  # pylint: disable=cell-var-from-loop
-    n = pick(counted)
-    summary[family] = {"slots": n,
-                       "function_accuracy": pick(right) / max(n, 1),
-                       "family_accuracy": pick(in_family) / max(n, 1)}
-  return summary
-
-
-def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-  """Accuracies overall, by length, by operator, by column, by function family.
-
-  Every accuracy sums hits over the group and divides once: by the group's
-  programs, counted slots (token accuracy, `by_column`) or function slots
-  (`by_function_family`, whose "all" row is every function slot).
-  """
-
-  def accuracies(group: list[dict[str, Any]]) -> dict[str, float]:
-    counted = sum(r["token_counted"] for r in group)
-    summary = {"programs": len(group),
-               "token_accuracy": sum(r["token_right"] for r in group)
-                                 / max(counted, 1)}
-    for key in _FLAGS_SUMMED:
-      summary[key if key == "invalid" or key == "verified"
-              else f"{key}_accuracy"] = float(np.mean([r[key] for r in group]))
-    return summary
-
-  by_length = collections.defaultdict(list)
-  by_operator = collections.defaultdict(list)
-  for r in results:
-    by_length[r["length"]].append(r)
-    for operator in r["operators"]:
-      by_operator[operator].append(r)
-  return {
-      "overall": accuracies(results) if results else {},
-      "by_length": {str(k): accuracies(v) for k, v in sorted(by_length.items())},
-      "by_operator": {k: accuracies(v) for k, v in sorted(by_operator.items())},
-      "by_column": _by_column(results) if results else {},
-      "by_function_family": (_by_function_family(results) if results
-                             else {}),
-  }
-
-
-def format_table(name: str, summary: dict[str, Any]) -> str:
-  columns = ("programs", "token_accuracy", "exact_accuracy",
-             "functional_accuracy", "invalid", "verified_exact_accuracy",
-             "verified_functional_accuracy")
-  short = ("n", "token", "exact", "functional", "invalid", "v.exact",
-           "v.functional")
-  lines = [f"== {name}", f"{'':14}" + "".join(f"{s:>14}" for s in short)]
-  rows = [("overall", summary["overall"])]
-  rows += [(f"length {k}", v) for k, v in summary["by_length"].items()]
-  rows += [(k.lower(), v) for k, v in summary["by_operator"].items()]
-  for label, values in rows:
-    if values:
-      lines.append(f"{label:14}" + "".join(
-          f"{values[c]:>14d}" if c == "programs" else f"{values[c]:>14.3f}"
-          for c in columns))
-  if summary.get("by_column"):
-    lines.append(f"-- token accuracy by column (teacher-forced)\n{'':22}"
-                 f"{'slots':>10}{'token':>10}")
-    lines += [f"{column:22}{v['slots']:>10d}{v['token_accuracy']:>10.3f}"
-              for column, v in summary["by_column"].items()]
-  if summary.get("by_function_family"):
-    lines.append(f"-- function slot by family of the true function\n{'':22}"
-                 f"{'slots':>10}{'function':>10}{'family':>10}")
-    lines += [f"{family:22}{v['slots']:>10d}{v['function_accuracy']:>10.3f}"
-              f"{v['family_accuracy']:>10.3f}"
-              for family, v in summary["by_function_family"].items()
-              if v["slots"] or family == "all"]
-  return "\n".join(lines)
-
-
-def plot_by_length(summaries: dict[str, dict[str, Any]], path: str) -> None:
-  """Token, exact and functional accuracy by program length, per split."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
-
-  figure, axes = pyplot.subplots(1, len(summaries), squeeze=False,
-                                 figsize=(5 * len(summaries), 4))
-  for axis, (name, summary) in zip(axes[0], summaries.items()):
-    lengths = [int(k) for k in summary["by_length"]]
-    for metric in ("token_accuracy", "exact_accuracy", "functional_accuracy",
-                   "verified_functional_accuracy"):
-      axis.plot(lengths, [v[metric] for v in summary["by_length"].values()],
-                marker="o", label=metric.replace("_accuracy", ""))
-    axis.set(title=name, xlabel="program length (instructions)",
-             ylabel="accuracy", ylim=(0, 1.05))
-    axis.legend()
-  figure.tight_layout()
-  figure.savefig(path, dpi=100)
-  pyplot.close(figure)
-
-
-def _examples(split_records: list[records.Record],
-              config: ml_collections.ConfigDict, permute: bool
-              ) -> tuple[list[tuple[records.Record, dict]], int]:
-  """Encoded examples, and how many records exceeded the size limits."""
-  examples, dropped = [], 0
-  for record in split_records:
-    if permute:
-      rng = np.random.default_rng([CHECK_SEED, record.index])
-      record = pipeline.augment_record(record, rng, "permute")
-    try:
-      examples.append((record, pipeline.encode_record(record, config)))
-    except LimitExceeded:
-      dropped += 1
-  return examples, dropped
-
-
-def evaluate(workdir: str, options: ml_collections.ConfigDict
-             ) -> dict[str, Any]:
-  """Runs the metrics on a split; writes DIR/eval/metrics.json and the plot."""
-  config = load_config(workdir)
-  model, step = train.restore_model(config, workdir)
-  split_records = dataset.read_split(train.data_dir(config, workdir),
-                                     options.split)
-  split_records = split_records[:options.num_examples or None]
-  summaries, dropped = {}, {}
-  for name, permute in (("as compiled", False), ("permuted residual", True)):
-    examples, dropped[name] = _examples(split_records, config, permute)
-    results = evaluate_examples(model, examples, config, options)
-    summaries[name] = summarize(results)
-    print(format_table(f"{options.split}, {name}, step {step}, "
-                       f"beam {options.beam_size}", summaries[name]))
-  out_dir = os.path.join(workdir, "eval")
-  os.makedirs(out_dir, exist_ok=True)
-  metrics = {"step": step, "split": options.split,
-             "beam_size": options.beam_size,
-             "dropped_for_size": dropped, **summaries}
-  with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-    json.dump(metrics, f, indent=2)
-  plot_by_length(summaries, os.path.join(out_dir, "accuracy_by_length.png"))
-  print(f"wrote {out_dir}/metrics.json and {out_dir}/accuracy_by_length.png")
-  return metrics
-
-
-def decompile(workdir: str, path: str, options: ml_collections.ConfigDict
-              ) -> dict[str, Any]:
-  """Decompiles a saved tracr model (rasp_gen.saved format) and verifies it.
-
-  Raises:
-    ValueError: if the weights exceed what the meta-model was trained on
-      (the message names the limit), or are not a tracr model.
-  """
-  config = load_config(workdir)
-  model, _ = train.restore_model(config, workdir)
-  weights = saved.load_compiled(path)
-  try:
-    example = pipeline.encode_weights_of(weights, config)
-  except LimitExceeded as e:
-    raise ValueError(f"{path}: the meta-model in {workdir} cannot read these "
-                     f"weights: {e}") from e
-  ids = train.special_ids(config)
-  batch = _batch([example], config)
-  beams, _ = decode.beam_search(model, batch, ids["start_row"],
-                                beam_size=options.beam_size,
-                                end_id=ids["end_id"], pad_id=ids["pad_id"])
-  inputs = check_inputs(weights, 0, options)
-  chosen = choose_verified(np.asarray(beams[0]), weights, inputs)
-  print(tokens.render_rows(chosen.rows))
-  python = convert.to_python(chosen.program) if chosen.program else ""
-  if python:
-    print(python)
-  print(f"verification: the program's output equals the weights' on "
-        f"{round(chosen.agreement * len(inputs))}/{len(inputs)} check inputs"
-        + (" (verified)" if chosen.verified else " (not verified)"))
-  names = tokens.vocabulary_for_rows(len(chosen.rows)).tokens
-  result = {"rows": [[names[i] for i in row] for row in chosen.rows
-                     if names[row[0]] != PAD],
-            "python": python, "agreement": chosen.agreement}
-  if options.json_out:
-    with open(options.json_out, "w") as f:
-      json.dump(result, f, indent=2)
-  return result
-
-
-def _define_flags() -> None:
-  flags.DEFINE_string("workdir", None, "A train.py workdir: its config.json "
-                      "and latest checkpoint are used.")
-  flags.DEFINE_string("split", "test", "Dataset split to evaluate.")
-  flags.DEFINE_integer("num_examples", 0, "Evaluate the first N records of "
-                       "the split; 0 means all.")
-  flags.DEFINE_integer("beam_size", 8, "Candidates for search-and-verify.")
-  flags.DEFINE_integer("num_check_inputs", 64, "Random inputs for functional "
-                       "accuracy and verification when the input space is "
-                       "larger than --exhaustive_limit.")
-  flags.DEFINE_integer("exhaustive_limit", 2000, "Use every input sequence "
-                       "when there are at most this many.")
-  flags.DEFINE_string("decompile", None, "Decompile this .npz (see "
-                      "rasp_gen/saved.py) instead of evaluating a split.")
-  flags.DEFINE_string("json_out", None, "With --decompile: also write the "
-                      "rows, Python source and agreement here as JSON.")
-  flags.mark_flags_as_required(["workdir"])
-
-
+@errors.exit_on_user_error
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  options = ml_collections.ConfigDict({
-      name: flags.FLAGS[name].value for name in (
-          "split", "num_examples", "beam_size", "num_check_inputs",
-          "exhaustive_limit", "json_out")})
-  if flags.FLAGS.decompile:
-    decompile(flags.FLAGS.workdir, flags.FLAGS.decompile, options)
-  else:
-    evaluate(flags.FLAGS.workdir, options)
+  if _DECOMPILE.value:
+    result = decompiler.load(_WORKDIR.value).decompile(
+        _DECOMPILE.value, beam_size=_BEAM_SIZE.value,
+        exhaustive_limit=_EXHAUSTIVE_LIMIT.value,
+        num_check_inputs=_NUM_CHECK_INPUTS.value)
+    print(result.report())
+    if _JSON_OUT.value:
+      with open(_JSON_OUT.value, "w") as f:
+        json.dump(result.to_json(), f, indent=2)
+    return
+  options = heldout.default_options()
+  options.update(split=_SPLIT.value, num_examples=_NUM_EXAMPLES.value,
+                 beam_size=_BEAM_SIZE.value,
+                 num_check_inputs=_NUM_CHECK_INPUTS.value,
+                 exhaustive_limit=_EXHAUSTIVE_LIMIT.value)
+  heldout.evaluate(_WORKDIR.value, options)
 
 
 if __name__ == "__main__":
-  _define_flags()
   app.run(main)

@@ -6,11 +6,12 @@ r"""Verified accuracy and seconds per program for several beam sizes.
 Restores the meta-model in DIR once, encodes the split's first N records once
 (as compiled and with a permuted residual stream, as eval.py does), then for
 each beam size runs eval.py's own held-out evaluation
-(`eval.evaluate_examples`, `eval.summarize`) and prints a markdown table:
+(`meta_model.heldout.evaluate_examples` and `summarize`) and prints a
+markdown table:
 verified functional and verified exact accuracy on both splits, the share of
 programs with a verified candidate, and seconds per program.
 
-Seconds per program is the wall time of `eval.evaluate_examples` over both
+Seconds per program is the wall time of `evaluate_examples` over both
 splits divided by the programs in them: teacher-forced pass, greedy decode,
 beam search and search-and-verify, measured in this run. It includes jax's
 compilation of each new beam size (once per batch shape), which dominates
@@ -24,16 +25,9 @@ from typing import Any, Sequence
 import ml_collections
 from absl import app, flags, logging
 
-import eval as eval_lib
-import train
-from rasp_gen import dataset
+from meta_model import checkpoints, heldout
 
-SPLITS = (("as compiled", False), ("permuted residual", True))
-
-# eval.py's encoder of a split's records (kept private as `_examples` until
-# eval.py exports it as `encode_examples`).
-_encode_examples = (getattr(eval_lib, "encode_examples", None)
-                    or eval_lib._examples)  # pylint: disable=protected-access
+SPLITS = heldout.SPLITS
 
 
 def run(workdir: str, beam_sizes: Sequence[int],
@@ -47,13 +41,15 @@ def run(workdir: str, beam_sizes: Sequence[int],
   "errors": {beam: message}} where a beam size the decoder refuses (a
   ValueError, e.g. larger than the token vocabulary) is only in "errors".
   """
-  config = eval_lib.load_config(workdir)
-  model, step = train.restore_model(config, workdir)
-  records = dataset.read_split(train.data_dir(config, workdir), options.split)
-  records = records[:options.num_examples or None]
+  config = checkpoints.load_config(workdir)
+  model, step = checkpoints.restore_model(config, workdir)
+  records = list(heldout.read_records(
+      checkpoints.data_dir(config, workdir), options.split,
+      options.num_examples))
   examples, dropped = {}, {}
   for name, permute in SPLITS:
-    examples[name], dropped[name] = _encode_examples(records, config, permute)
+    examples[name], dropped[name] = heldout.encode_examples(
+        records, config, permute)
   report = {"step": step, "beam_sizes": list(beam_sizes),
             "dropped_for_size": dropped,
             "programs": {name: len(e) for name, e in examples.items()},
@@ -65,10 +61,10 @@ def run(workdir: str, beam_sizes: Sequence[int],
     try:
       for name, split_examples in examples.items():
         start = time.perf_counter()
-        results = eval_lib.evaluate_examples(model, split_examples, config,
+        results = heldout.evaluate_examples(model, split_examples, config,
                                              beam_options)
         seconds += time.perf_counter() - start
-        by_split[name] = eval_lib.summarize(results)["overall"]
+        by_split[name] = heldout.summarize(results)["overall"]
     except ValueError as e:  # A beam size the decoder refuses.
       report["errors"][beam_size] = str(e)
       continue

@@ -4,11 +4,12 @@ r"""Decompiles tracr's own library programs, compiled by stock tracr.
 
 Every program in `LIB_PROGRAMS` (tracr.compiler.lib, each with its own
 vocabulary and max_seq_len) is compiled by stock
-`compiling.compile_rasp_to_model(..., compiler_bos="BOS")`, saved with
-`rasp_gen.saved.save_compiled` and decompiled by the meta-model in DIR
-(`eval.decompile`). Two questions per program:
+`compiling.compile_rasp_to_model(..., compiler_bos="BOS")` and the
+AssembledTransformerModel is decompiled by the meta-model in DIR, restored
+once (`meta_model.decompiler.load(DIR).decompile(model)`). Two questions per
+program:
 
-  verified    `encoding.verify.verify(decompiled, model)`: the decompiled
+  verified    `Decompilation.verified` (`encoding.verify`): the decompiled
               program computes what the weights compute;
   functional  the decompiled program gives the library program's outputs
               (tracr's RASP evaluator) on every check input: all inputs when
@@ -16,19 +17,16 @@ vocabulary and max_seq_len) is compiled by stock
               random ones. Inputs the library program itself fails on are
               skipped.
 
-A program stock tracr cannot compile, cannot be saved, or whose weights are
-over the meta-model's limits is a row with the message, not a crash. The
+A program stock tracr cannot compile, or whose weights the meta-model cannot
+read (over its limits, or tokens a saved model cannot hold) is a row with
+the message, not a crash. The
 markdown table goes to stdout and, with --out, to a file. `seconds` is the
 decompile (beam search, search-and-verify) plus both checks, not tracr's
 compile; it includes jax compiling the decoder the first time a weight-shape
 bucket is seen, so early rows can be slower.
 """
 
-import contextlib
 import dataclasses
-import io
-import os
-import tempfile
 import time
 from typing import Any, Callable, Optional, Sequence
 
@@ -38,11 +36,10 @@ from absl import app, flags, logging
 from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
-import eval as eval_lib
-from encoding import tokens, verify
-from encoding.vocabulary import NA, NUM_COLUMNS, PAD, PROGRAM_END, PROGRAM_START
-from rasp_gen import convert, functional, saved
-from rasp_gen.program import Program
+from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
+from meta_model import decompiler as decompiler_lib
+from meta_model.errors import UserError
+from rasp_gen import functional
 
 _T = rasp.tokens
 _INDICES = rasp.indices
@@ -156,17 +153,6 @@ def computes_same(candidate: rasp.SOp, reference: rasp.SOp,
   return True
 
 
-def program_of(rows: list[list[str]], max_rows: int) -> Optional[Program]:
-  """The program of `eval.decompile`'s token-name rows; None if malformed."""
-  vocab = tokens.vocabulary_for_rows(max_rows)
-  try:
-    ids = [[vocab.ids[name] for name in row] for row in rows]
-    ids += [[vocab.ids[PAD]] * NUM_COLUMNS] * (max_rows - len(ids))
-    return tokens.decode_program(np.array(ids, np.int32))
-  except (KeyError, ValueError):
-    return None
-
-
 def short_rows(rows: list[list[str]]) -> str:
   """`SELECT PRED_EQ tokens tokens v1; SELECTOR_WIDTH v1 v2`."""
   return "; ".join(" ".join(name for name in row if name != NA)
@@ -174,9 +160,9 @@ def short_rows(rows: list[list[str]]) -> str:
                    if row[0] not in (PROGRAM_START, PROGRAM_END, PAD))
 
 
-def run_one(entry: LibProgram, workdir: str, max_rows: int, tmp_dir: str,
+def run_one(entry: LibProgram, decompiler: decompiler_lib.Decompiler,
             options: ml_collections.ConfigDict) -> Row:
-  """Compiles, saves, decompiles and checks one library program."""
+  """Compiles, decompiles and checks one library program."""
   row = Row(entry.name, entry.vocab, entry.max_seq_len)
   try:
     sop = entry.build()
@@ -189,45 +175,38 @@ def run_one(entry: LibProgram, workdir: str, max_rows: int, tmp_dir: str,
     return row
   row.layers = model.model_config.num_layers
   row.d_model = int(model.params["token_embed"]["embeddings"].shape[1])
-  path = os.path.join(tmp_dir, f"{entry.function}.npz")
-  try:
-    saved.save_compiled(path, model)
-  except ValueError as e:
-    row.message = f"cannot be saved: {e}"
-    return row
   start = time.perf_counter()
   try:
-    with contextlib.redirect_stdout(io.StringIO()):  # decompile prints.
-      result = eval_lib.decompile(workdir, path, options)
-  except ValueError as e:  # Over the meta-model's limits.
-    row.message = str(e).replace(path + ": ", "")
+    result = decompiler.decompile(
+        model, beam_size=options.beam_size,
+        exhaustive_limit=options.exhaustive_limit,
+        num_check_inputs=options.num_check_inputs)
+  except UserError as e:  # Over the meta-model's limits, unsavable tokens.
+    row.message = str(e)
     return row
-  row.decompiled = short_rows(result["rows"])
-  program = program_of(result["rows"], max_rows)
-  if program is None:
+  row.decompiled = short_rows(result.rows)
+  if result.program is None:
     row.decompiled = f"(undecodable) {row.decompiled}"
     row.verified = row.functional = False
   else:
-    candidate = convert.to_rasp(program)
-    row.verified = verify.verify(
-        candidate, model, exhaustive_limit=options.exhaustive_limit,
-        num_random=options.num_check_inputs).verified
+    row.verified = result.verified
     inputs = functional.check_inputs(
         entry.vocab, entry.max_seq_len, np.random.default_rng(0),
         num_random=options.num_check_inputs,
         exhaustive_limit=options.exhaustive_limit)
-    row.functional = computes_same(candidate, sop, inputs)
+    row.functional = computes_same(result.program, sop, inputs)
   row.seconds = time.perf_counter() - start
   return row
 
 
 def run(workdir: str, programs: Sequence[LibProgram],
         options: ml_collections.ConfigDict) -> list[Row]:
-  """A row per program, in order. `options` as eval.decompile takes them."""
-  max_rows = eval_lib.load_config(workdir).input.max_rows
-  with tempfile.TemporaryDirectory() as tmp_dir:
-    return [run_one(entry, workdir, max_rows, tmp_dir, options)
-            for entry in programs]
+  """A row per program, in order; the meta-model is restored once.
+
+  `options`: beam_size, num_check_inputs, exhaustive_limit.
+  """
+  decompiler = decompiler_lib.load(workdir)
+  return [run_one(entry, decompiler, options) for entry in programs]
 
 
 def _yes_no(value: Optional[bool]) -> str:
@@ -270,13 +249,14 @@ def _define_flags() -> None:
   flags.DEFINE_string("workdir", None, "A train.py workdir: the meta-model "
                       "(config.json and latest checkpoint) that decompiles.")
   flags.DEFINE_integer("beam_size", 8, "Beam candidates for "
-                       "search-and-verify decoding (eval.decompile).")
+                       "search-and-verify decoding (Decompiler.decompile).")
   flags.DEFINE_string("out", None, "Also write the markdown table to this "
                       "file.")
   flags.DEFINE_list("programs", [], "Only these lib functions (e.g. "
                     "make_hist,shift_by); default: all of LIB_PROGRAMS.")
   flags.DEFINE_integer("num_check_inputs", 64, "Random check inputs (for "
-                       "eval.decompile's search and the functional check) "
+                       "the decompiler's verification and the functional "
+                       "check) "
                        "when there are more than --exhaustive_limit inputs.")
   flags.DEFINE_integer("exhaustive_limit", 5000, "Check on every input "
                        "sequence when there are at most this many.")
@@ -289,7 +269,7 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   options = ml_collections.ConfigDict({
-      "beam_size": flags.FLAGS.beam_size, "json_out": None,
+      "beam_size": flags.FLAGS.beam_size,
       "num_check_inputs": flags.FLAGS.num_check_inputs,
       "exhaustive_limit": flags.FLAGS.exhaustive_limit})
   rows = run(flags.FLAGS.workdir, select(flags.FLAGS.programs), options)

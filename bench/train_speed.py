@@ -16,8 +16,8 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
-import train
 from encoding import pipeline, synthetic
+from meta_model import build, fit, optimizer as optimizer_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/cpu.py", "Training config whose step is timed.")
@@ -39,15 +39,15 @@ def _time(fn, *args, steps: int) -> float:
 def main(argv):
   del argv
   config = _CONFIG.value
-  train.check_config(config)
+  fit.check_config(config)
   batch = next(iter(pipeline.make_dataset(
       synthetic.record_source(0, _PROGRAMS.value, config.data.sampler),
       config)))
-  graphdef, params, rest = nnx.split(train.make_model(config), nnx.Param, ...)
-  optimizer, _ = train.make_optimizer(config)
+  graphdef, params, rest = nnx.split(build.make_model(config), nnx.Param, ...)
+  optimizer, _ = optimizer_lib.make_optimizer(config)
   state = {"params": params, "opt_state": optimizer.init(params),
            "step": jnp.zeros((), jnp.int32)}
-  step = jax.jit(train.make_train_step(graphdef, rest, optimizer, config))
+  step = jax.jit(fit.make_train_step(graphdef, rest, optimizer, config))
   flops = step.lower(state, batch).compile().cost_analysis()["flops"]
   step_s = _time(lambda s: step(s, batch)[1]["loss"], state, steps=_STEPS.value)
 

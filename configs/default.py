@@ -4,7 +4,7 @@ import ml_collections
 
 from configs import data
 from encoding import graph, pipeline, weights
-from meta_model import model
+from meta_model import build, model
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -29,12 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.model = model.default_model_config()
   config.model.update(
-      num_layers=3, num_heads=4, d_model=128, mlp_dim=256, dropout_rate=0.0,
-      max_blocks=config.weights.max_blocks, max_rows=config.input.max_rows,
-      max_layers=config.weights.max_layers,
-      block_size=config.weights.block_size,
-      max_block_positions=weights.feature_bounds(
-          config.weights)["block_position"])
+      num_layers=3, num_heads=4, d_model=128, mlp_dim=256, dropout_rate=0.0)
+  for size in build.DERIVED_SIZES:  # max_rows, max_blocks, ...: derived from
+    del config.model[size]  # the input and weights groups where it is built.
 
   config.steps = 600  # Optimizer steps (~0.9 s each on 2 CPU cores).
   config.learning_rate = 1e-3  # Peak, after warmup.
@@ -43,6 +40,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 0.01
   config.grad_clip_norm = 1.0
   config.grad_accumulation_steps = 1  # >1 averages gradients over steps.
+
+  # Records over the encoder's size limits are dropped by the pipeline; the
+  # first size_check_records training records are checked before training,
+  # and a larger dropped share than this stops the run.
+  config.size_check_records = 256
+  config.max_dropped_share = 0.5
+  # Seconds a process waits for the dataset other processes generate.
+  config.data_wait_timeout_s = 3600.0
 
   config.log_every = 50  # Steps between train metric logs.
   config.eval_every = 300  # Steps between validation metrics.

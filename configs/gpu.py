@@ -13,9 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.input.update(batch_size=128, max_rows=10, block_buckets=(512, 1024),
                       augment="permute", num_workers=8)
   config.model.update(num_layers=8, num_heads=8, d_model=512, mlp_dim=2048,
-                      dropout_rate=0.1, dtype="bfloat16",
-                      max_blocks=config.weights.max_blocks,
-                      max_rows=config.input.max_rows)
+                      dropout_rate=0.1, dtype="bfloat16")
   config.steps = 100_000
   config.learning_rate = 3e-4
   config.warmup_steps = 2000

@@ -18,8 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.input.max_rows = 6
   config.input.read_threads = 2
   config.input.read_buffer_size = 8
-  config.model.update(num_layers=1, num_heads=2, d_model=32, mlp_dim=64,
-                      max_rows=config.input.max_rows)
+  config.model.update(num_layers=1, num_heads=2, d_model=32, mlp_dim=64)
   config.steps = 6
   config.warmup_steps = 2
   config.log_every = 2

@@ -32,10 +32,19 @@ and record.
 To check many candidates against one model (eval.py's search-and-verify),
 build the weights' side once with `reference(model, inputs)` and call
 `verify_against(reference, program)` per candidate.
+
+As a command, a hypothesis check that needs no meta-model:
+
+  python -m encoding.verify --model=MODEL.npz --program=prog.py
+
+where prog.py binds `program` to a tracr.rasp SOp (the form `eval.py
+--decompile` prints). It prints `describe`'s verdict and exits 0 when the
+program is verified, 1 when it is not, 2 for an unreadable model or program.
 """
 
 import dataclasses
 import os
+import sys
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -243,6 +252,27 @@ def verify_against(ref: Reference, program: Union[rasp.SOp, Program],
   return Verification(True, checked, agreeing, ref.exhaustive, None)
 
 
+def describe(result: Verification) -> str:
+  """The verdict in words: verified or not, on how many inputs, and the
+  first input on which the program and the weights disagree."""
+  scope = ("every input" if result.exhaustive
+           else "random check inputs plus the compiled structure")
+  if result.verified:
+    return (f"verified: the program's output equals the weights' on all "
+            f"{result.num_inputs} inputs ({scope})")
+  lines = [f"NOT verified: {result.reason}"]
+  if result.num_inputs:
+    lines.append(f"  agrees with the weights on {result.num_agreeing} of "
+                 f"{result.num_inputs} check inputs ({scope})")
+  if result.first_difference is not None:
+    xs, expected, got = result.first_difference
+    lines.append(f"  first differing input: {list(xs)}")
+    lines.append(f"    the weights give:   {list(expected)}")
+    lines.append(f"    the program gives:  "
+                 f"{got if isinstance(got, str) else list(got)}")
+  return "\n".join(lines)
+
+
 def verify(program: Union[rasp.SOp, Program], model: ModelLike, *,
            exhaustive_limit: int = EXHAUSTIVE_LIMIT,
            num_random: int = NUM_RANDOM, seed: int = 0) -> Verification:
@@ -256,3 +286,58 @@ def verify(program: Union[rasp.SOp, Program], model: ModelLike, *,
       reference(model, exhaustive_limit=exhaustive_limit,
                 num_random=num_random, seed=seed),
       program, stop_early=False)
+
+
+def load_program(path: Union[str, os.PathLike]) -> rasp.SOp:
+  """The SOp bound to `program` by the Python file at `path`.
+
+  Raises ValueError when the file does not run or binds no SOp `program`.
+  """
+  import runpy  # pylint: disable=g-import-not-at-top
+  try:
+    namespace = runpy.run_path(os.fspath(path))
+  except FileNotFoundError:
+    raise ValueError(f"{path}: no such file") from None
+  except Exception as error:  # pylint: disable=broad-except
+    raise ValueError(f"{path}: running it failed: {type(error).__name__}: "
+                     f"{error}") from error
+  program = namespace.get("program")
+  if not isinstance(program, rasp.SOp):
+    raise ValueError(f"{path} must bind `program` to a tracr.rasp SOp, got "
+                     f"{type(program).__name__}")
+  return program
+
+
+def _main(argv: list[str]) -> None:
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    program = load_program(flags.FLAGS.program)
+    model = load_model(flags.FLAGS.model)
+    result = verify(program, model,
+                    exhaustive_limit=flags.FLAGS.exhaustive_limit,
+                    num_random=flags.FLAGS.num_check_inputs,
+                    seed=flags.FLAGS.seed)
+  except (ValueError, FileNotFoundError) as error:
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
+  print(describe(result))
+  raise SystemExit(0 if result.verified else 1)
+
+
+if __name__ == "__main__":
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("model", None, "A saved tracr model (.npz written by "
+                      "rasp_gen.saved.save_compiled).")
+  flags.DEFINE_string("program", None, "A Python file that binds `program` "
+                      "to a tracr.rasp SOp, e.g. what eval.py --decompile "
+                      "prints.")
+  flags.DEFINE_integer("exhaustive_limit", EXHAUSTIVE_LIMIT, "Check every "
+                       "input sequence when there are at most this many.")
+  flags.DEFINE_integer("num_check_inputs", NUM_RANDOM, "Otherwise this many "
+                       "random inputs (plus the constant sequences and the "
+                       "compiled structure).")
+  flags.DEFINE_integer("seed", 0, "Seed of the random check inputs.")
+  flags.mark_flags_as_required(["model", "program"])
+  app.run(_main)

@@ -338,6 +338,14 @@ def load_compiled(path: PathLike) -> SavedModel:
   and embeddings whose row counts disagree with the vocab or max_seq_len.
   """
   try:
+    with open(path, "rb") as file:
+      magic = file.read(4)
+  except IsADirectoryError as error:
+    raise ValueError(f"{path}: not a saved model (a directory)") from error
+  if magic != b"PK\x03\x04":  # Every .npz is a zip file.
+    raise ValueError(f"{path}: not a saved model (not an .npz file: it does "
+                     "not start like a zip archive)")
+  try:
     data = np.load(path, allow_pickle=False)
   except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
     if isinstance(error, FileNotFoundError):

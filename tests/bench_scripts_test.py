@@ -7,11 +7,11 @@ import ml_collections
 import pytest
 from tracr.rasp import rasp
 
-import eval as evaluation
-import train
 from configs import tiny
-from encoding import tokens
+from encoding import tokens, verify
 from encoding.vocabulary import NA, PROGRAM_END, PROGRAM_START
+from meta_model import decompiler, fit, heldout
+from rasp_gen import convert
 from rasp_gen.program import Instruction, Operator, Program
 
 _BENCH = os.path.join(os.path.dirname(__file__), os.pardir, "bench")
@@ -34,12 +34,27 @@ def _entry(name: str):
   return next(e for e in lib_programs.LIB_PROGRAMS if e.name == name)
 
 
-def _names(program: Program) -> list[list[str]]:
-  """Rows as eval.decompile returns them: token names, no PAD rows."""
-  framing = lambda token: [token] + [NA] * 4
-  return ([framing(PROGRAM_START)]
-          + [list(tokens.instruction_row(i)) for i in program.instructions]
-          + [framing(PROGRAM_END)])
+def _names(program: Program) -> tuple[tuple[str, ...], ...]:
+  """Rows as a Decompilation holds them: token names, no PAD rows."""
+  framing = lambda token: (token,) + (NA,) * 4
+  return ((framing(PROGRAM_START),)
+          + tuple(tuple(tokens.instruction_row(i))
+                  for i in program.instructions)
+          + (framing(PROGRAM_END),))
+
+
+class _Answers:
+  """A stand-in Decompiler that always answers `program`, verified as
+  encoding.verify says."""
+
+  def __init__(self, program: Program):
+    self.program = program
+
+  def decompile(self, model, **_):
+    sop = convert.to_rasp(self.program)
+    evidence = verify.verify(sop, model)
+    return decompiler.Decompilation(sop, _names(self.program), "",
+                                    evidence.verified, evidence)
 
 
 def _hist(predicate: str) -> Program:
@@ -53,16 +68,12 @@ def _hist(predicate: str) -> Program:
     ("make_hist()", _hist("PRED_LT"), False),
     ("make_length()", _hist("PRED_TRUE"), True),  # String vocab.
 ])
-def test_checks_judge_a_decompilation(monkeypatch, tmp_path, name, program,
-                                      right):
-  """With eval.decompile answering `program`, both checks see if it is
+def test_checks_judge_a_decompilation(name, program, right):
+  """With the decompiler answering `program`, both checks see if it is
   make_hist / make_length (compiled by stock tracr)."""
-  monkeypatch.setattr(lib_programs.eval_lib, "decompile",
-                      lambda *_: {"rows": _names(program)})
   options = ml_collections.ConfigDict(dict(
-      beam_size=1, json_out=None, num_check_inputs=16, exhaustive_limit=5000))
-  row = lib_programs.run_one(_entry(name), "unused", 8, str(tmp_path),
-                             options)
+      beam_size=1, num_check_inputs=16, exhaustive_limit=5000))
+  row = lib_programs.run_one(_entry(name), _Answers(program), options)
   assert (row.verified, row.functional) == (right, right), row
   assert row.decompiled.startswith("SELECT PRED_")
   assert (row.layers, row.d_model) == ((1, 19) if name == "make_hist()"
@@ -80,7 +91,7 @@ def _thirteen_layers() -> rasp.SOp:
 def test_both_scripts_on_a_tiny_trained_model(tmp_path):
   """One test, so pytest-xdist trains the tiny model once."""
   workdir = str(tmp_path / "workdir")
-  train.train_and_evaluate(tiny.get_config(), workdir)
+  fit.train_and_evaluate(tiny.get_config(), workdir)
 
   # lib_programs: a typed row per program, failures as messages.
   too_deep = lib_programs.LibProgram("13 SequenceMaps", _thirteen_layers,
@@ -88,7 +99,7 @@ def test_both_scripts_on_a_tiny_trained_model(tmp_path):
   programs = (_entry("make_hist()"), _entry("make_frac_prevs(tokens)"),
               too_deep)
   rows = lib_programs.run(workdir, programs, ml_collections.ConfigDict(dict(
-      beam_size=2, json_out=None, num_check_inputs=8, exhaustive_limit=0)))
+      beam_size=2, num_check_inputs=8, exhaustive_limit=0)))
   assert [r.program for r in rows] == [e.name for e in programs]
   hist, frac_bools, deep = rows
   assert isinstance(hist.verified, bool) and isinstance(hist.functional, bool)
@@ -110,8 +121,8 @@ def test_both_scripts_on_a_tiny_trained_model(tmp_path):
   assert list(report["beams"]) == [1, 2]
   assert report["programs"] == {"as compiled": 1, "permuted residual": 1}
   assert all(s > 0 for s in report["seconds"].values())
-  metrics = evaluation.evaluate(workdir, ml_collections.ConfigDict(dict(
-      options.to_dict(), beam_size=2, json_out=None)))
+  metrics = heldout.evaluate(workdir, ml_collections.ConfigDict(dict(
+      options.to_dict(), beam_size=2)))
   for split in ("as compiled", "permuted residual"):
     assert report["beams"][2][split] == metrics[split]["overall"]
   table = beam_widths.format_table(report).splitlines()

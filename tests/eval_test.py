@@ -1,4 +1,4 @@
-"""eval.py: metrics on hand-made predictions, the CLI paths end to end."""
+"""meta_model.evaluation: metrics on hand-made predictions, evaluate() end to end."""
 
 import json
 import os
@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from tracr.compiler import compiling, lib
 
-import eval as evaluation
-import train
 from configs import tiny
 from encoding import tokens
 from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
+from meta_model import fit, heldout
 from meta_model import loss as loss_lib
 from rasp_gen import compiler, convert, functions, records, saved
 from rasp_gen.program import Encoding, Instruction, Operator, Program
@@ -57,7 +56,7 @@ def test_metrics_on_hand_made_predictions():
   weights = saved.SavedModel(record.params, record.vocab, record.max_seq_len,
                              record.compiler_bos, record.compiler_pad,
                              record.num_heads, False, record.output)
-  inputs = evaluation.check_inputs(weights, 0, ml_collections.ConfigDict(
+  inputs = heldout.check_inputs(weights, 0, ml_collections.ConfigDict(
       dict(num_check_inputs=32, exhaustive_limit=5000)))
   correct = _rows(*TRUE.instructions)
   reordered = _rows(TRUE.instructions[1], TRUE.instructions[0],
@@ -74,8 +73,8 @@ def test_metrics_on_hand_made_predictions():
   predictions = [correct, reordered, equivalent, wrong, invalid]
   results = []
   for rows in predictions:
-    chosen = evaluation.choose_verified(rows[None], weights, inputs)
-    results.append(evaluation.score(record, rows, chosen, inputs, SLOTS))
+    chosen = heldout.choose_verified(rows[None], weights, inputs)
+    results.append(heldout.score(record, rows, chosen, inputs, SLOTS))
   assert [r["exact"] for r in results] == [True, True, False, False, False]
   assert [r["functional"] for r in results] == [True, True, True, False,
                                                 False]
@@ -84,13 +83,13 @@ def test_metrics_on_hand_made_predictions():
   # the weights compute on every input.
   assert [r["verified"] for r in results] == [True, True, True, False, False]
 
-  summary = evaluation.summarize(results)["overall"]
+  summary = heldout.summarize(results)["overall"]
   assert summary["programs"] == 5
   assert summary["exact_accuracy"] == pytest.approx(2 / 5)
   assert summary["functional_accuracy"] == pytest.approx(3 / 5)
   assert summary["invalid"] == pytest.approx(1 / 5)
   assert summary["token_accuracy"] == pytest.approx(15 / 20)
-  by_operator = evaluation.summarize(results)["by_operator"]
+  by_operator = heldout.summarize(results)["by_operator"]
   assert set(by_operator) == {"MAP", "SEQUENCE_MAP"}
 
 
@@ -104,8 +103,8 @@ SLOTS = {"token_right": 3, "token_counted": 4,
 
 
 def test_function_families_come_from_the_tables():
-  assert set(evaluation.FUNCTION_FAMILIES) == set(functions.ALL_FUNCTION_NAMES)
-  families = evaluation.FUNCTION_FAMILIES
+  assert set(heldout.FUNCTION_FAMILIES) == set(functions.ALL_FUNCTION_NAMES)
+  families = heldout.FUNCTION_FAMILIES
   assert {n for n, f in families.items() if f == "map_boolean"} == {
       "LAM_EQ_0", "LAM_EQ_1", "LAM_EQ_2", "LAM_NE_0", "LAM_NE_1", "LAM_LT_1",
       "LAM_LT_2", "LAM_LT_3", "LAM_LT_5", "LAM_GT_0", "LAM_GT_1", "LAM_GT_2",
@@ -115,7 +114,7 @@ def test_function_families_come_from_the_tables():
   assert families["LAM_AND"] == families["LAM_LT"] == "sequence_map_boolean"
   assert families["LAM_LINEAR_SUB"] == "linear_sequence_map"
   assert families["PRED_TRUE"] == "predicate"
-  assert evaluation.FAMILIES == (
+  assert heldout.FAMILIES == (
       "map_arithmetic", "map_boolean", "sequence_map_arithmetic",
       "sequence_map_boolean", "linear_sequence_map", "predicate")
 
@@ -157,10 +156,10 @@ def test_column_and_family_accuracy_of_hand_made_logits():
     results.append(dict(length=3, operators=["MAP"], invalid=False,
                         exact=False, functional=False, verified=False,
                         verified_exact=False, verified_functional=False,
-                        **evaluation.slot_counts(hits, 0, MAX_ROWS)))
+                        **heldout.slot_counts(hits, 0, MAX_ROWS)))
   assert [(r["token_right"], r["token_counted"]) for r in results] == [
       (10, 14), (14, 17)]
-  summary = evaluation.summarize(results)
+  summary = heldout.summarize(results)
   # One denominator: 24 / 31, not the mean of 10/14 and 14/17.
   assert summary["overall"]["token_accuracy"] == pytest.approx(24 / 31)
   assert {c: (v["slots"], v["token_accuracy"])
@@ -187,7 +186,7 @@ def test_column_and_family_accuracy_of_hand_made_logits():
       pad_id=pad_id, na_id=na_id)
   assert float(metrics["token_accuracy"]) == pytest.approx(24 / 31)
 
-  table = evaluation.format_table("t", summary)
+  table = heldout.format_table("t", summary)
   assert "arg1                           7     0.429" in table
   assert "map_arithmetic                 2     0.000     0.500" in table
   assert "linear_sequence_map" not in table  # No slots: left out.
@@ -208,20 +207,20 @@ def test_verification_picks_the_candidate_that_reproduces_the_weights():
                                   ("v1", "v2"), "v3"))
   inputs = [[0, 1, 2], [4, 3]]
   beam = np.stack([wrong, _rows(*TRUE.instructions)])
-  chosen = evaluation.choose_verified(beam, weights, inputs)
+  chosen = heldout.choose_verified(beam, weights, inputs)
   assert chosen.verified and chosen.program == TRUE
   assert chosen.agreement == 1.0
   # None verifies: the top decodable candidate, with its agreement.
-  chosen = evaluation.choose_verified(beam[:1], weights, inputs)
+  chosen = heldout.choose_verified(beam[:1], weights, inputs)
   assert not chosen.verified and chosen.agreement == 0.0
-  assert not evaluation.choose_verified(
+  assert not heldout.choose_verified(
       np.stack([same_params]), weights, inputs).verified
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("workdir"))
-  train.train_and_evaluate(tiny.get_config(), path)
+  fit.train_and_evaluate(tiny.get_config(), path)
   return path
 
 
@@ -232,14 +231,14 @@ def _options(**overrides):
 
 
 def test_evaluate_writes_metrics_and_plot(workdir):
-  metrics = evaluation.evaluate(workdir, _options())
+  metrics = heldout.evaluate(workdir, _options())
   on_disk = json.load(open(os.path.join(workdir, "eval", "metrics.json")))
   assert on_disk["as compiled"]["overall"]["programs"] == (
       metrics["as compiled"]["overall"]["programs"]) > 0
   assert set(on_disk) >= {"as compiled", "permuted residual", "step"}
   compiled = on_disk["as compiled"]
-  assert list(compiled["by_column"]) == list(evaluation.COLUMNS)
-  assert set(compiled["by_function_family"]) == set(evaluation.FAMILIES) | {
+  assert list(compiled["by_column"]) == list(heldout.COLUMNS)
+  assert set(compiled["by_function_family"]) == set(heldout.FAMILIES) | {
       "all"}
   # Every counted slot is in exactly one column.
   columns = compiled["by_column"].values()
@@ -248,27 +247,3 @@ def test_evaluate_writes_metrics_and_plot(workdir):
           compiled["overall"]["token_accuracy"])
   assert os.path.getsize(os.path.join(workdir, "eval",
                                       "accuracy_by_length.png")) > 0
-
-
-def test_decompile_a_tracr_library_model(workdir, tmp_path):
-  model = compiling.compile_rasp_to_model(lib.make_hist(), {1, 2, 3}, 5,
-                                          compiler_bos="BOS")
-  path = str(tmp_path / "hist.npz")
-  saved.save_compiled(path, model)
-  out = str(tmp_path / "out.json")
-  result = evaluation.decompile(workdir, path, _options(json_out=out))
-  assert json.load(open(out)) == json.loads(json.dumps(result))
-  assert result["rows"][0][0] == PROGRAM_START
-  assert 0.0 <= result["agreement"] <= 1.0
-
-
-def test_decompile_too_wide_a_model_names_the_limit(workdir, tmp_path):
-  vocab = list(range(1100))  # Over 2,048 graph nodes: tokens + residual.
-  compiled = compiler.compile_rasp_to_model_numpy(lib.make_hist(),
-                                                  set(vocab), 5)
-  path = str(tmp_path / "wide.npz")
-  saved.save_compiled(path, compiled.params, vocab, 5,
-                      num_heads=compiled.num_heads,
-                      output=compiled.output_decoding)
-  with pytest.raises(ValueError, match="max nodes 2048"):
-    evaluation.decompile(workdir, path, _options())

@@ -14,9 +14,10 @@ import pytest
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-import train
 from configs import tiny
 from encoding import pipeline
+from meta_model import build, fit, optimizer as optimizer_lib
+from meta_model.errors import UserError
 from rasp_gen import dataset, generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +38,7 @@ def _config(data_dir, **overrides):
 
 
 def test_train_and_evaluate_runs_and_writes_checkpoints(data_dir, tmp_path):
-  state = train.train_and_evaluate(_config(data_dir), str(tmp_path))
+  state = fit.train_and_evaluate(_config(data_dir), str(tmp_path))
   assert int(state["step"]) == 6
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
   steps = ocp.CheckpointManager(str(tmp_path / "checkpoints")).all_steps()
@@ -49,11 +50,11 @@ def _two_steps(config, data_dir, devices):
   mesh = Mesh(np.array(devices), ("data",))
   replicated = NamedSharding(mesh, PartitionSpec())
   batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
-  graphdef, params, rest = nnx.split(train.make_model(config), nnx.Param, ...)
-  optimizer, _ = train.make_optimizer(config)
+  graphdef, params, rest = nnx.split(build.make_model(config), nnx.Param, ...)
+  optimizer, _ = optimizer_lib.make_optimizer(config)
   state = jax.device_put({"params": params, "opt_state": optimizer.init(params),
                           "step": jnp.zeros((), jnp.int32)}, replicated)
-  step = jax.jit(train.make_train_step(graphdef, rest, optimizer, config),
+  step = jax.jit(fit.make_train_step(graphdef, rest, optimizer, config),
                  in_shardings=(replicated, batch_sharding),
                  out_shardings=(replicated, replicated))
   batches = iter(pipeline.make_dataset(dataset.data_source(data_dir, "train"),
@@ -82,8 +83,9 @@ def test_eight_device_mesh_matches_one_device(data_dir, encoder):
 def test_inconsistent_config_is_refused(data_dir, tmp_path):
   config = _config(data_dir)
   config.model.max_rows = config.input.max_rows + 1
-  with pytest.raises(ValueError, match="model.max_rows == input.max_rows"):
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(UserError, match="model.max_rows=7 disagrees with 6 "
+                     "from input.max_rows"):
+    fit.train_and_evaluate(config, str(tmp_path))
 
 
 def _run(workdir, data_dir, steps):
@@ -128,7 +130,7 @@ def test_killed_run_resumes_to_the_same_parameters(data_dir, tmp_path):
 @pytest.mark.parametrize("name", ["tiny", "default", "cpu", "gpu", "tpu"])
 def test_every_config_is_consistent(name):
   module = __import__(f"configs.{name}", fromlist=["get_config"])
-  train.check_config(module.get_config())
+  fit.check_config(module.get_config())
 
 
 def test_non_finite_loss_stops_naming_the_step(data_dir, tmp_path):
@@ -136,6 +138,6 @@ def test_non_finite_loss_stops_naming_the_step(data_dir, tmp_path):
   config = _config(data_dir, learning_rate=float("inf"), log_every=1)
   with pytest.raises(FloatingPointError, match="at step 2; the last good "
                      "checkpoint is step 0"):
-    train.train_and_evaluate(config, str(tmp_path))
+    fit.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists() or not os.listdir(
       tmp_path / "checkpoints")

@@ -1,0 +1,219 @@
+"""From tracr weights to a verified, runnable RASP program.
+
+  from meta_model import decompiler
+  d = decompiler.load("/tmp/inverse_tracr")      # restore + build, once
+  result = d.decompile(tracr_model, beam_size=8)  # or a saved .npz path
+  result.verified, result.program, print(result.python)
+  print(result.report())                          # rows, source, evidence
+
+`load` rebuilds the meta-model from the workdir's config.json and latest
+checkpoint. The beam search is jitted once per beam size and weight-shape
+bucket and reused by every later `decompile` call.
+
+`decompile` encodes the weights, runs the beam search and checks the
+candidates best first with `encoding.verify` (the same check inputs as
+`verify.verify(program, model)` with the same options), returning the best
+verified candidate (and the other verified ones), or, when none verifies,
+the best decodable one with the evidence against it.
+
+Weights the meta-model cannot read raise `errors.UserError` (a ValueError)
+with one line naming the problem: not a saved model, not tracr params, a
+causal model, or a size over the trained limits (the limit and the value).
+"""
+
+import dataclasses
+import os
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from tracr.rasp import rasp
+
+from encoding import params as params_lib
+from encoding import pipeline, tokens, verify
+from encoding.limits import LimitExceeded
+from encoding.vocabulary import PAD
+from meta_model import build, checkpoints, decode, search
+from meta_model.errors import UserError
+from rasp_gen import convert, saved
+
+
+@dataclasses.dataclass(frozen=True)
+class Decompilation:
+  """A decompiled program and the evidence for it.
+
+  Attributes:
+    program: the chosen program as a `tracr.rasp` SOp (variables v1, v2,
+      ...); None when no beam candidate decodes to a program.
+    rows: its rows as token names (operator, arg1, arg2, arg3, return var),
+      PROGRAM_START to PROGRAM_END.
+    python: runnable tracr.rasp source binding `program` ("" if none).
+    verified: the program computes what the weights compute
+      (`encoding.verify`).
+    evidence: the verification: `num_inputs`, `num_agreeing`, `exhaustive`,
+      `first_difference` (input, from the weights, from the program) and
+      `reason`; None when no candidate decodes.
+    others: the beam's other verified programs, best first, as SOps.
+    others_python: their sources.
+  """
+
+  program: Optional[rasp.SOp]
+  rows: tuple[tuple[str, ...], ...]
+  python: str
+  verified: bool
+  evidence: Optional[verify.Verification]
+  others: tuple[rasp.SOp, ...] = ()
+  others_python: tuple[str, ...] = ()
+
+  @property
+  def agreement(self) -> float:
+    """Share of the check inputs on which the output is the weights'."""
+    e = self.evidence
+    return e.num_agreeing / e.num_inputs if e and e.num_inputs else 0.0
+
+  def report(self) -> str:
+    """Rows, source and verdict, as `eval.py --decompile` prints them."""
+    width = max(len(name) for row in self.rows for name in row)
+    lines = [" ".join(f"{name:{width}}" for name in row).rstrip()
+             for row in self.rows]
+    if self.python:
+      lines += ["", self.python.rstrip()]
+    lines.append("")
+    lines.append(verify.describe(self.evidence) if self.evidence else
+                 "NOT verified: no beam candidate is a valid program")
+    for source in self.others_python:
+      lines += ["", "another verified candidate:", source.rstrip()]
+    return "\n".join(lines)
+
+  def to_json(self) -> dict[str, Any]:
+    """The result as JSON-ready values."""
+    e = self.evidence
+    plain = lambda xs: [x.item() if isinstance(x, np.generic) else x
+                        for x in xs]
+    first = None if e is None or e.first_difference is None else {
+        "input": plain(e.first_difference[0]),
+        "weights": plain(e.first_difference[1]),
+        "program": (e.first_difference[2] if isinstance(
+            e.first_difference[2], str) else plain(e.first_difference[2]))}
+    return {"rows": [list(r) for r in self.rows], "python": self.python,
+            "verified": self.verified, "agreement": self.agreement,
+            "num_inputs": e.num_inputs if e else 0,
+            "num_agreeing": e.num_agreeing if e else 0,
+            "exhaustive": e.exhaustive if e else False,
+            "reason": e.reason if e else "no valid candidate",
+            "first_difference": first,
+            "others_python": list(self.others_python)}
+
+
+def _beam_search(graphdef: nnx.GraphDef, state: nnx.State, batch: dict,
+                 start_row: jax.Array, *, beam_size: int, end_id: int,
+                 pad_id: int) -> jax.Array:
+  model = nnx.merge(graphdef, state)
+  beams_BxKxRx5, _ = decode.beam_search(model, batch, start_row,
+                                        beam_size=beam_size, end_id=end_id,
+                                        pad_id=pad_id)
+  return beams_BxKxRx5
+
+
+class Decompiler:
+  """A trained meta-model, ready to decompile tracr models (module doc)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, model: nnx.Module,
+               step: int, name: str = "the meta-model"):
+    self.config = config
+    self.step = step
+    self.name = name
+    self._graphdef, self._state = nnx.split(model)
+    self._ids = build.special_ids(config)
+    self._beam = jax.jit(_beam_search, static_argnums=(0,),
+                         static_argnames=("beam_size", "end_id", "pad_id"))
+
+  def weights(self, model: Any) -> saved.SavedModel:
+    """`model` (a tracr AssembledTransformerModel, a SavedModel or a saved
+    file's path) as a SavedModel this meta-model can read; UserError if not.
+    """
+    where = (os.fspath(model) if isinstance(model, (str, os.PathLike))
+             else "the model")
+    try:
+      weights = verify.load_model(model)
+    except FileNotFoundError:
+      raise UserError(f"{where}: no such file") from None
+    except ValueError as error:
+      raise UserError(str(error)) from error
+    try:
+      params_lib.check_params(weights.params)
+    except ValueError as error:
+      raise UserError(f"{where}: not tracr params: {error}") from error
+    if weights.causal:
+      raise UserError(f"{where}: a causal model; {self.name} was trained on "
+                      "non-causal tracr models only")
+    return weights
+
+  def encode(self, weights: saved.SavedModel) -> dict[str, jax.Array]:
+    """The weights as a batch of one; UserError naming a limit exceeded."""
+    try:
+      example = pipeline.encode_weights_of(weights, self.config)
+      batch = pipeline.batch_examples([example], self.config)
+    except LimitExceeded as error:
+      raise UserError(f"{self.name} cannot read these weights: {error}"
+                      ) from error
+    except ValueError as error:  # Params the encoder cannot read.
+      raise UserError(f"the weights cannot be encoded: {error}") from error
+    return {k: jnp.asarray(v) for k, v in batch.items()}
+
+  def candidates(self, weights: saved.SavedModel,
+                 beam_size: int) -> np.ndarray:
+    """The beam's programs, best first: token ids [K, R, 5]."""
+    if beam_size < 1:
+      raise UserError(f"beam_size={beam_size} must be at least 1")
+    beams_BxKxRx5 = self._beam(
+        self._graphdef, self._state, self.encode(weights),
+        self._ids["start_row"], beam_size=beam_size,
+        end_id=self._ids["end_id"], pad_id=self._ids["pad_id"])
+    return np.asarray(beams_BxKxRx5[0])
+
+  def decompile(self, model: Any, beam_size: int = 8, *,
+                exhaustive_limit: int = verify.EXHAUSTIVE_LIMIT,
+                num_check_inputs: int = verify.NUM_RANDOM,
+                seed: int = 0) -> Decompilation:
+    """Decompiles `model` (a tracr AssembledTransformerModel or a saved
+    file's path) and verifies the result against its weights.
+
+    The check inputs are `verify.verify`'s for the same `exhaustive_limit`,
+    `num_check_inputs` and `seed`: all inputs when there are at most
+    `exhaustive_limit`, else random ones plus the compiled structure.
+    """
+    weights = self.weights(model)
+    beams_KxRx5 = self.candidates(weights, beam_size)
+    reference = verify.reference(weights, exhaustive_limit=exhaustive_limit,
+                                 num_random=num_check_inputs, seed=seed)
+    choice = search.choose(beams_KxRx5, reference, all_verified=True)
+    others = tuple(convert.to_rasp(p) for p, _ in choice.others)
+    return Decompilation(
+        program=(convert.to_rasp(choice.program) if choice.program
+                 else None),
+        rows=_row_names(choice.rows, self.config.input.max_rows),
+        python=convert.to_python(choice.program) if choice.program else "",
+        verified=choice.verified, evidence=choice.verification,
+        others=others,
+        others_python=tuple(convert.to_python(p) for p, _ in choice.others))
+
+
+def _row_names(rows_Rx5: np.ndarray,
+               max_rows: int) -> tuple[tuple[str, ...], ...]:
+  names = tokens.vocabulary_for_rows(max_rows).tokens
+  return tuple(tuple(names[i] for i in row) for row in rows_Rx5
+               if names[row[0]] != PAD)
+
+
+def load(workdir: str) -> Decompiler:
+  """The meta-model trained in `workdir` (its config.json and latest
+  checkpoint); UserError when `workdir` holds no trained run."""
+  config = checkpoints.load_config(workdir)
+  model, step = checkpoints.restore_model(config, workdir)
+  return Decompiler(config, model, step,
+                    name=f"the meta-model in {workdir} (step {step})")
+

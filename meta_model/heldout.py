@@ -1,0 +1,423 @@
+r"""Held-out metrics of a trained meta-model (what `eval.py` runs).
+
+Metrics on a split's first N programs (table on stdout, WORKDIR/eval/
+metrics.json and a PNG by program length), each overall, by program length
+and by operator, on the weights as compiled and on the same programs with a
+randomly permuted residual stream (encoding/augment.py):
+  token_accuracy      teacher-forced, over slots whose target is not PAD/NA;
+  exact_accuracy      greedy program == true program (canonical forms);
+  functional_accuracy greedy program gives the true program's outputs on
+                      every check input (all inputs where there are few);
+  invalid             greedy rows that are not a program (counted wrong);
+  verified_*          the same for search-and-verify decoding
+                      (`meta_model.search`): of the beam's candidates, the
+                      best-scoring one that computes what the given weights
+                      compute (`encoding.verify`); the top candidate when
+                      none verifies.
+Beside them, per split: token accuracy by row column (operator, arg1-arg3,
+return variable) and, for the function slot (arg1 of MAP, SEQUENCE_MAP and
+SELECT rows), accuracy by the target function's family (`FUNCTION_FAMILIES`)
+and how often the predicted function is at least in the right family. Every
+accuracy is a sum of hits over a sum of counted slots or programs.
+
+Records are read, encoded and evaluated a batch at a time: only the first
+`num_examples` records are decoded, and memory holds one batch. Records over
+the encoder's size limits are dropped, counted, and the count is printed
+beside the table ("evaluated 79 of 100 programs; 21 over the size limits").
+"""
+
+import collections
+import json
+import os
+from typing import Any, Iterator, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from encoding import pipeline, tokens, verify
+from encoding.limits import LimitExceeded
+from meta_model import build, checkpoints, decode, search
+from meta_model import loss as loss_lib
+from rasp_gen import dataset, functional, functions, records, saved
+from rasp_gen.program import canonicalize
+
+# Example i's check inputs come from rng([CHECK_SEED, i]) and its residual
+# permutation from rng([PERMUTE_SEED, i]): independent draws.
+CHECK_SEED = 1234
+PERMUTE_SEED = 4321
+SPLITS = (("as compiled", False), ("permuted residual", True))
+
+
+def default_options() -> ml_collections.ConfigDict:
+  """What `evaluate` and `evaluate_examples` take (eval.py's flags)."""
+  return ml_collections.ConfigDict(dict(
+      split="test",  # Dataset split.
+      num_examples=0,  # The split's first N records; 0 means all.
+      beam_size=8,  # Candidates for search-and-verify.
+      num_check_inputs=64,  # Random check inputs when there are more than
+      exhaustive_limit=2000))  # this many input sequences (else all).
+
+
+def check_inputs(weights: saved.SavedModel, index: int,
+                 options: ml_collections.ConfigDict) -> list[list]:
+  """The inputs example `index` is checked on: the same in every run."""
+  return functional.check_inputs(
+      weights.vocab, weights.max_seq_len,
+      np.random.default_rng([CHECK_SEED, index]),
+      num_random=options.num_check_inputs,
+      exhaustive_limit=options.exhaustive_limit)
+
+
+def choose_verified(candidates_KxRx5: np.ndarray,
+                    weights: saved.SavedModel,
+                    inputs: list[list]) -> search.Choice:
+  """`search.choose` with the weights run once on `inputs`."""
+  return search.choose(candidates_KxRx5, verify.reference(weights, inputs))
+
+
+def weights_of(record: records.Record) -> saved.SavedModel:
+  return saved.SavedModel(
+      record.params, record.vocab, record.max_seq_len, record.compiler_bos,
+      record.compiler_pad, record.num_heads, causal=False,
+      output=record.output)
+
+
+def _batch(examples: Sequence[dict], config: ml_collections.ConfigDict
+           ) -> dict[str, jax.Array]:
+  stacked = pipeline.batch_examples(examples, config)
+  return {k: jnp.asarray(v) for k, v in stacked.items()}
+
+
+COLUMNS = ("operator", "arg1", "arg2", "arg3", "return_var")
+
+
+def _function_families() -> dict[str, str]:
+  """Function token -> family, derived from the rasp_gen.functions tables.
+
+  Map and SequenceMap functions split by what they return on a value of
+  their domain: `*_boolean` (comparisons, NOT/AND/OR) or `*_arithmetic`.
+  """
+  families = {}
+  for kind, table, arity in (("map", functions.MAP_FUNCTIONS, 1),
+                             ("sequence_map", functions.SEQUENCE_MAP_FUNCTIONS,
+                              2)):
+    for f in table:
+      value = f.fn(*[True if f.domain == "bool" else 1] * arity)
+      families[f.name] = (f"{kind}_boolean" if isinstance(value, bool)
+                          else f"{kind}_arithmetic")
+  families.update({f.name: "linear_sequence_map"
+                   for f in functions.LINEAR_FUNCTIONS})
+  families.update({name: "predicate" for name in functions.PREDICATES})
+  return families
+
+
+FUNCTION_FAMILIES: dict[str, str] = _function_families()
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(FUNCTION_FAMILIES.values()))
+
+
+def slot_counts(hits: loss_lib.TokenHits, index: int, max_rows: int
+                ) -> dict[str, Any]:
+  """Example `index`'s teacher-forced hits, as counts to be summed.
+
+  token_right/token_counted: slots whose target is not PAD/NA;
+  column_right/column_counted: the same per column (`COLUMNS`);
+  function_counted/function_right/function_family_right: per family of the
+  target function, function slots (arg1 holding a function token), those
+  predicted exactly, and those whose predicted token is a function of the
+  same family.
+  """
+  predicted, target, counted = (np.asarray(a[index]) for a in
+                                (hits.predicted, hits.target, hits.counted))
+  right = counted & (predicted == target)
+  names = tokens.vocabulary_for_rows(max_rows).tokens
+
+  def family_of(token_id: int) -> Optional[str]:
+    return (FUNCTION_FAMILIES.get(names[token_id])
+            if 0 <= token_id < len(names) else None)
+
+  function_counted = collections.Counter()
+  function_right = collections.Counter()
+  function_family_right = collections.Counter()
+  for r in np.flatnonzero(counted[:, 1]):
+    family = family_of(target[r, 1])
+    if family is None:  # A selector variable (AGGREGATE, SELECTOR_WIDTH).
+      continue
+    function_counted[family] += 1
+    function_right[family] += int(predicted[r, 1] == target[r, 1])
+    function_family_right[family] += int(family_of(predicted[r, 1]) == family)
+  return {"token_right": int(right.sum()), "token_counted": int(counted.sum()),
+          "column_right": right.sum(0).tolist(),
+          "column_counted": counted.sum(0).tolist(),
+          "function_counted": dict(function_counted),
+          "function_right": dict(function_right),
+          "function_family_right": dict(function_family_right)}
+
+
+def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: search.Choice,
+          inputs: list[list], slots: dict[str, Any]) -> dict[str, Any]:
+  """One example's results; a prediction that does not decode is wrong.
+
+  `slots` are the example's teacher-forced counts (`slot_counts`).
+  """
+  predicted = search.decode_or_none(greedy_Rx5)
+  same = lambda p: p is not None and canonicalize(p) == record.program
+  works = lambda p: p is not None and functional.same_function(
+      p, record.program, inputs)
+  return {
+      "length": len(record.program),
+      "operators": sorted({i.operator.value
+                           for i in record.program.instructions}),
+      **slots,
+      "invalid": predicted is None,
+      "exact": same(predicted),
+      "functional": works(predicted),
+      "verified": chosen.verified,
+      "verified_exact": same(chosen.program),
+      "verified_functional": works(chosen.program),
+  }
+
+
+def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
+                      config: ml_collections.ConfigDict,
+                      options: ml_collections.ConfigDict
+                      ) -> list[dict[str, Any]]:
+  """Per-example results: token hits, exact/functional/verified flags."""
+  ids = build.special_ids(config)
+  results = []
+  size = config.input.batch_size
+  for start in range(0, len(examples), size):
+    chunk = examples[start:start + size]
+    batch = _batch([e for _, e in chunk], config)
+    hits = loss_lib.token_hits(model(batch, deterministic=True), batch,
+                               pad_id=ids["pad_id"], na_id=ids["na_id"])
+    greedy, _ = decode.greedy_decode(model, batch, ids["start_row"],
+                                     end_id=ids["end_id"],
+                                     pad_id=ids["pad_id"])
+    beams, _ = decode.beam_search(model, batch, ids["start_row"],
+                                  beam_size=options.beam_size,
+                                  end_id=ids["end_id"], pad_id=ids["pad_id"])
+    greedy, beams = np.asarray(greedy[:, 0]), np.asarray(beams)
+    for i, (record, example) in enumerate(chunk):
+      weights = weights_of(record)
+      inputs = check_inputs(weights, record.index, options)
+      chosen = choose_verified(beams[i], weights, inputs)
+      results.append(score(record, greedy[i], chosen, inputs,
+                           slot_counts(hits, i, config.input.max_rows)))
+  return results
+
+
+_FLAGS_SUMMED = ("invalid", "exact", "functional", "verified",
+                 "verified_exact", "verified_functional")
+
+
+def _by_column(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+  right = np.sum([r["column_right"] for r in results], axis=0, dtype=int)
+  counted = np.sum([r["column_counted"] for r in results], axis=0, dtype=int)
+  return {column: {"slots": int(counted[c]),
+                   "token_accuracy": float(right[c] / max(counted[c], 1))}
+          for c, column in enumerate(COLUMNS)}
+
+
+def _by_function_family(results: list[dict[str, Any]]
+                        ) -> dict[str, dict[str, Any]]:
+  """Function-slot accuracy per target family, and "all" families together."""
+  counted, right, in_family = (
+      sum((collections.Counter(r[key]) for r in results), collections.Counter())
+      for key in ("function_counted", "function_right",
+                  "function_family_right"))
+  summary = {}
+  for family in FAMILIES + ("all",):
+    pick = (lambda c: sum(c.values())) if family == "all" else (
+        lambda c: c[family])  # pylint: disable=cell-var-from-loop
+    n = pick(counted)
+    summary[family] = {"slots": n,
+                       "function_accuracy": pick(right) / max(n, 1),
+                       "family_accuracy": pick(in_family) / max(n, 1)}
+  return summary
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+  """Accuracies overall, by length, by operator, by column, by function family.
+
+  Every accuracy sums hits over the group and divides once: by the group's
+  programs, counted slots (token accuracy, `by_column`) or function slots
+  (`by_function_family`, whose "all" row is every function slot).
+  """
+
+  def accuracies(group: list[dict[str, Any]]) -> dict[str, float]:
+    counted = sum(r["token_counted"] for r in group)
+    summary = {"programs": len(group),
+               "token_accuracy": sum(r["token_right"] for r in group)
+                                 / max(counted, 1)}
+    for key in _FLAGS_SUMMED:
+      summary[key if key == "invalid" or key == "verified"
+              else f"{key}_accuracy"] = float(np.mean([r[key] for r in group]))
+    return summary
+
+  by_length = collections.defaultdict(list)
+  by_operator = collections.defaultdict(list)
+  for r in results:
+    by_length[r["length"]].append(r)
+    for operator in r["operators"]:
+      by_operator[operator].append(r)
+  return {
+      "overall": accuracies(results) if results else {},
+      "by_length": {str(k): accuracies(v) for k, v in sorted(by_length.items())},
+      "by_operator": {k: accuracies(v) for k, v in sorted(by_operator.items())},
+      "by_column": _by_column(results) if results else {},
+      "by_function_family": (_by_function_family(results) if results
+                             else {}),
+  }
+
+
+def format_table(name: str, summary: dict[str, Any]) -> str:
+  columns = ("programs", "token_accuracy", "exact_accuracy",
+             "functional_accuracy", "invalid", "verified_exact_accuracy",
+             "verified_functional_accuracy")
+  short = ("n", "token", "exact", "functional", "invalid", "v.exact",
+           "v.functional")
+  lines = [f"== {name}", f"{'':14}" + "".join(f"{s:>14}" for s in short)]
+  rows = [("overall", summary["overall"])]
+  rows += [(f"length {k}", v) for k, v in summary["by_length"].items()]
+  rows += [(k.lower(), v) for k, v in summary["by_operator"].items()]
+  for label, values in rows:
+    if values:
+      lines.append(f"{label:14}" + "".join(
+          f"{values[c]:>14d}" if c == "programs" else f"{values[c]:>14.3f}"
+          for c in columns))
+  if summary.get("by_column"):
+    lines.append(f"-- token accuracy by column (teacher-forced)\n{'':22}"
+                 f"{'slots':>10}{'token':>10}")
+    lines += [f"{column:22}{v['slots']:>10d}{v['token_accuracy']:>10.3f}"
+              for column, v in summary["by_column"].items()]
+  if summary.get("by_function_family"):
+    lines.append(f"-- function slot by family of the true function\n{'':22}"
+                 f"{'slots':>10}{'function':>10}{'family':>10}")
+    lines += [f"{family:22}{v['slots']:>10d}{v['function_accuracy']:>10.3f}"
+              f"{v['family_accuracy']:>10.3f}"
+              for family, v in summary["by_function_family"].items()
+              if v["slots"] or family == "all"]
+  return "\n".join(lines)
+
+
+def plot_by_length(summaries: dict[str, dict[str, Any]], path: str) -> None:
+  """Token, exact and functional accuracy by program length, per split."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+
+  figure, axes = pyplot.subplots(1, len(summaries), squeeze=False,
+                                 figsize=(5 * len(summaries), 4))
+  for axis, (name, summary) in zip(axes[0], summaries.items()):
+    lengths = [int(k) for k in summary["by_length"]]
+    for metric in ("token_accuracy", "exact_accuracy", "functional_accuracy",
+                   "verified_functional_accuracy"):
+      axis.plot(lengths, [v[metric] for v in summary["by_length"].values()],
+                marker="o", label=metric.replace("_accuracy", ""))
+    axis.set(title=name, xlabel="program length (instructions)",
+             ylabel="accuracy", ylim=(0, 1.05))
+    axis.legend()
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  pyplot.close(figure)
+
+
+def _permuted(record: records.Record) -> records.Record:
+  rng = np.random.default_rng([PERMUTE_SEED, record.index])
+  return pipeline.augment_record(record, rng, "permute")
+
+
+def encode_examples(split_records: Sequence[records.Record],
+                    config: ml_collections.ConfigDict, permute: bool
+                    ) -> tuple[list[tuple[records.Record, dict]], int]:
+  """Encoded examples (with a permuted residual stream if `permute`), and
+  how many records exceeded the size limits (dropped)."""
+  examples, dropped = [], 0
+  for record in split_records:
+    record = _permuted(record) if permute else record
+    try:
+      examples.append((record, pipeline.encode_record(record, config)))
+    except LimitExceeded:
+      dropped += 1
+  return examples, dropped
+
+
+def read_records(path: str, split: str, num_examples: int = 0
+                 ) -> Iterator[records.Record]:
+  """The split's first `num_examples` records (all for 0), one at a time."""
+  if not dataset.split_paths(path, split):
+    return
+  source = dataset.data_source(path, split)
+  for i in range(min(len(source), num_examples or len(source))):
+    yield records.record_from_bytes(source[i])
+
+
+def evaluate_records(model, split_records: Iterator[records.Record],
+                     config: ml_collections.ConfigDict,
+                     options: ml_collections.ConfigDict, permute: bool
+                     ) -> tuple[list[dict[str, Any]], int, int]:
+  """Streams records through `evaluate_examples` a batch at a time.
+
+  Returns the per-example results, the records read and those dropped for
+  size.
+  """
+  results, chunk, read, dropped = [], [], 0, 0
+
+  def flush():
+    results.extend(evaluate_examples(model, chunk, config, options))
+    chunk.clear()
+
+  for record in split_records:
+    read += 1
+    examples, over = encode_examples([record], config, permute)
+    dropped += over
+    chunk.extend(examples)
+    if len(chunk) == config.input.batch_size:
+      flush()
+  if chunk:
+    flush()
+  return results, read, dropped
+
+
+def evaluate(workdir: str, options: ml_collections.ConfigDict
+             ) -> dict[str, Any]:
+  """Runs the metrics on a split; writes WORKDIR/eval/metrics.json and the
+  plot; returns the metrics."""
+  config = checkpoints.load_config(workdir)
+  model, step = checkpoints.restore_model(config, workdir)
+  path = checkpoints.data_dir(config, workdir)
+  summaries, dropped, counts = {}, {}, {}
+  for name, permute in SPLITS:
+    results, read, dropped[name] = evaluate_records(
+        model, read_records(path, options.split, options.num_examples),
+        config, options, permute)
+    counts[name] = {"requested": options.num_examples or read, "read": read,
+                    "evaluated": len(results), "dropped_for_size":
+                        dropped[name]}
+    summaries[name] = summarize(results)
+    print(format_table(f"{options.split}, {name}, step {step}, "
+                       f"beam {options.beam_size}", summaries[name]))
+    print(_count_line(counts[name], options.split))
+  out_dir = os.path.join(workdir, "eval")
+  os.makedirs(out_dir, exist_ok=True)
+  metrics = {"step": step, "split": options.split,
+             "beam_size": options.beam_size,
+             "dropped_for_size": dropped, "counts": counts, **summaries}
+  with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+    json.dump(metrics, f, indent=2)
+  plot_by_length(summaries, os.path.join(out_dir, "accuracy_by_length.png"))
+  print(f"wrote {out_dir}/metrics.json and {out_dir}/accuracy_by_length.png")
+  return metrics
+
+
+def _count_line(counts: dict[str, int], split: str) -> str:
+  line = (f"evaluated {counts['evaluated']} of {counts['requested']} "
+          f"programs")
+  if counts["read"] < counts["requested"]:
+    line += f" (the {split} split has only {counts['read']})"
+  if counts["dropped_for_size"]:
+    line += (f"; {counts['dropped_for_size']} over the encoder's size "
+             "limits, dropped")
+  return line

@@ -1,0 +1,180 @@
+"""meta_model.decompiler, encoding.verify and their command lines, on stock
+tracr models and the tiny config's trained meta-model."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tracr.compiler import compiling, lib
+from tracr.rasp import rasp
+
+from configs import tiny
+from encoding import verify
+from encoding.vocabulary import PROGRAM_END, PROGRAM_START
+from meta_model import decompiler, fit
+from meta_model.errors import UserError
+from rasp_gen import compiler, convert, saved
+from rasp_gen.program import Instruction, Operator, Program
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (name, program, vocab, max_seq_len, a wrong program): make_length reads a
+# string vocabulary, make_hist an int one.
+LIB = {
+    "make_hist": (lib.make_hist, {1, 2, 3, 4}, 5,
+                  lambda: rasp.SelectorWidth(rasp.Select(
+                      rasp.tokens, rasp.tokens, rasp.Comparison.LT))),
+    "make_length": (lib.make_length, {"a", "b", "c"}, 5, lib.make_hist),
+}
+
+
+def _stock(name: str):
+  build, vocab, max_seq_len, _ = LIB[name]
+  return compiling.compile_rasp_to_model(build(), vocab, max_seq_len,
+                                         compiler_bos="BOS")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("workdir"))
+  fit.train_and_evaluate(tiny.get_config(), path)
+  return path
+
+
+@pytest.fixture(scope="module")
+def loaded(workdir):
+  return decompiler.load(workdir)
+
+
+@pytest.mark.parametrize("name", sorted(LIB))
+def test_decompiles_a_stock_tracr_model_object(loaded, name):
+  model = _stock(name)
+  result = loaded.decompile(model, beam_size=2)
+  assert isinstance(result, decompiler.Decompilation)
+  assert result.rows[0][0] == PROGRAM_START
+  assert isinstance(result.verified, bool)
+  report = result.report()
+  assert ("verified: the program's output" in report) == result.verified
+  if result.program is not None:
+    assert result.rows[-1][0] == PROGRAM_END
+    assert isinstance(result.program, rasp.SOp)
+    namespace = {}
+    exec(result.python, namespace)  # pylint: disable=exec-used
+    assert isinstance(namespace["program"], rasp.SOp)
+    # The evidence is verify's, on the same check inputs.
+    again = verify.verify(result.program, model)
+    assert (again.verified, again.num_inputs) == (
+        result.verified, result.evidence.num_inputs)
+  json.dumps(result.to_json())
+  # The beam search compiled once: a second model of the same bucket reuses it.
+  loaded.decompile(model, beam_size=2)
+  assert loaded._beam._cache_size() == 1  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("name", sorted(LIB))
+def test_verify_accepts_the_true_program_and_names_a_difference(name):
+  build, _, _, wrong = LIB[name]
+  model = _stock(name)
+  assert verify.verify(build(), model).verified
+  result = verify.verify(wrong(), model)
+  assert not result.verified and result.first_difference is not None
+  xs, from_weights, from_program = result.first_difference
+  assert list(rasp.evaluate(build(), list(xs))) == list(from_weights)
+  assert list(from_program) != list(from_weights)
+  assert f"first differing input: {list(xs)}" in verify.describe(result)
+
+
+def test_verify_rejects_a_same_params_program_with_other_values():
+  plus = lambda k: rasp.categorical(rasp.Map(lambda x: x + k, rasp.tokens))
+  model = compiling.compile_rasp_to_model(plus(1), {1, 2, 3}, 4,
+                                          compiler_bos="BOS")
+  same = compiler.compile_rasp_to_model_numpy(plus(3), {1, 2, 3}, 4,
+                                              compiler_bos="BOS")
+  for module, params in model.params.items():  # Bit-identical weights.
+    for key, value in params.items():
+      np.testing.assert_array_equal(value, same.params[module][key])
+  assert verify.verify(plus(1), model).verified
+  result = verify.verify(plus(3), model)
+  assert not result.verified and result.reason == "output values differ"
+  assert list(result.first_difference[0]) == [1]
+
+
+def test_weights_it_cannot_read_raise_one_user_error(loaded, tmp_path):
+  causal = compiling.compile_rasp_to_model(lib.make_hist(), {1, 2, 3}, 5,
+                                           compiler_bos="BOS", causal=True)
+  with pytest.raises(UserError, match="causal model"):
+    loaded.decompile(causal)
+  noise = tmp_path / "noise.npz"
+  noise.write_bytes(np.random.default_rng(0).bytes(200))
+  with pytest.raises(UserError, match="noise.npz: not a saved model"):
+    loaded.decompile(str(noise))
+  with pytest.raises(UserError, match="no such file"):
+    loaded.decompile(str(tmp_path / "missing.npz"))
+  # Params without the layers' MLPs are not tracr's.
+  weights = saved.from_tracr(_stock("make_hist"))
+  broken = {k: v for k, v in weights.params.items() if "mlp" not in k}
+  with pytest.raises(UserError, match="not tracr params"):
+    loaded.decompile(dataclasses.replace(weights, params=broken))
+  vocab = list(range(1100))  # Over 2,048 graph nodes: tokens + residual.
+  wide = compiler.compile_rasp_to_model_numpy(lib.make_hist(), set(vocab), 5)
+  path = str(tmp_path / "wide.npz")
+  saved.save_compiled(path, wide.params, vocab, 5, num_heads=wide.num_heads,
+                      output=wide.output_decoding)
+  with pytest.raises(UserError, match="cannot read these weights: .*2048"):
+    loaded.decompile(path)
+
+
+def _hist_program(predicate: str) -> Program:
+  return Program((
+      Instruction(Operator.SELECT, predicate, ("tokens", "tokens"), "v1"),
+      Instruction(Operator.SELECTOR_WIDTH, None, ("v1",), "v2")))
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
+                        text=True, env=dict(os.environ, XLA_FLAGS=""),
+                        timeout=300)
+
+
+def test_decompile_edit_verify_loop_on_the_command_line(workdir, tmp_path):
+  path = str(tmp_path / "hist.npz")
+  saved.save_compiled(path, _stock("make_hist"))
+  out = tmp_path / "out.json"
+  run = _run("eval.py", f"--workdir={workdir}", f"--decompile={path}",
+             "--beam_size=2", f"--json_out={out}")
+  assert run.returncode == 0, run.stderr
+  result = json.loads(out.read_text())
+  assert result["rows"][0][0] == PROGRAM_START
+  assert ("verified: the program's output" in run.stdout) == result["verified"]
+
+  # The hypothesis check: the printed form, edited by hand.
+  program = tmp_path / "prog.py"
+  program.write_text(convert.to_python(_hist_program("PRED_EQ")))
+  run = _run("-m", "encoding.verify", f"--model={path}",
+             f"--program={program}")
+  assert run.returncode == 0 and run.stdout.startswith("verified"), run
+  program.write_text(convert.to_python(_hist_program("PRED_LT")))
+  run = _run("-m", "encoding.verify", f"--model={path}",
+             f"--program={program}")
+  assert run.returncode == 1 and "first differing input: [" in run.stdout
+  program.write_text("program = 3\n")
+  run = _run("-m", "encoding.verify", f"--model={path}",
+             f"--program={program}")
+  assert run.returncode == 2
+  assert run.stderr.strip().count("\n") == 0 and "SOp" in run.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("eval.py", "--workdir=/nonexistent"), "is missing"),
+    (("train.py", "--config=configs/tiny.py", "--workdir=/tmp/unused",
+      "--config.steps=2"), "warmup_steps=2 must be in"),
+])
+def test_scripts_end_user_errors_with_one_line(args, message):
+  run = _run(*args)
+  assert run.returncode == 1
+  assert run.stderr.strip().splitlines() == [
+      line for line in run.stderr.strip().splitlines() if message in line]

@@ -68,6 +68,10 @@ def ensure_dataset(config: ml_collections.ConfigDict, workdir: str) -> str:
           "generating; did one of them die? Rerun the same command on every "
           "host to resume generation.")
     time.sleep(min(5.0, max(timeout / 10, 0.01)))
+  try:
+    dataset.check_shards(path)
+  except ValueError as error:
+    raise UserError(str(error)) from error
   return path
 
 

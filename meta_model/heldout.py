@@ -40,6 +40,7 @@ from encoding import pipeline, tokens, verify
 from encoding.limits import LimitExceeded
 from meta_model import build, checkpoints, decode, search
 from meta_model import loss as loss_lib
+from meta_model.errors import UserError
 from rasp_gen import dataset, functional, functions, records, saved
 from rasp_gen.program import canonicalize
 
@@ -385,9 +386,18 @@ def evaluate(workdir: str, options: ml_collections.ConfigDict
              ) -> dict[str, Any]:
   """Runs the metrics on a split; writes WORKDIR/eval/metrics.json and the
   plot; returns the metrics."""
+  if options.split not in dataset.SPLITS:
+    raise UserError(f"split {options.split!r} is not one of "
+                    f"{dataset.SPLITS}")
+  if options.num_examples < 0 or options.beam_size < 1:
+    raise UserError(f"num_examples={options.num_examples} must be >= 0 and "
+                    f"beam_size={options.beam_size} >= 1")
   config = checkpoints.load_config(workdir)
-  model, step = checkpoints.restore_model(config, workdir)
   path = checkpoints.data_dir(config, workdir)
+  if not os.path.exists(os.path.join(path, dataset.MANIFEST)):
+    raise UserError(f"no dataset at {path} (the run's data_dir): evaluation "
+                    "reads its split from there")
+  model, step = checkpoints.restore_model(config, workdir)
   summaries, dropped, counts = {}, {}, {}
   for name, permute in SPLITS:
     results, read, dropped[name] = evaluate_records(

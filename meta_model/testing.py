@@ -11,7 +11,8 @@ from meta_model.model import NUM_COLUMNS, default_model_config
 
 PAD, NA, START, END = 0, 1, 2, 3
 START_ROW = np.array([START, NA, NA, NA, NA], np.int32)
-END_ROW = np.array([END, PAD, PAD, PAD, PAD], np.int32)
+# As in real data (encoding/tokens.py): PROGRAM_END's other columns are NA.
+END_ROW = np.array([END, NA, NA, NA, NA], np.int32)
 
 
 def tiny_config(**overrides) -> ml_collections.ConfigDict:

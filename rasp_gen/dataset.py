@@ -6,12 +6,17 @@ are `records.record_to_bytes`. Only files the manifest lists are part of the
 dataset (the `chunks/` folder is the generator's working state), so readers
 go through the manifest, and a directory without one is not finished.
 
+The manifest records each shard's size and SHA-256: every reader checks the
+sizes (a truncated or missing shard is a ValueError naming the file), and
+`check_shards` also checks the contents.
+
 For a training pipeline:
 
   grain.MapDataset.source(data_source(out_dir, "train")).map(
       records.record_from_bytes)
 """
 
+import hashlib
 import json
 import os
 
@@ -43,12 +48,45 @@ def load_manifest(out_dir: str) -> dict:
     return json.load(f)
 
 
+def file_sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _check_size(out_dir: str, shard: dict) -> str:
+  """The shard's path; ValueError naming it when it is missing or its size
+  is not the manifest's (manifests written before sizes were recorded are
+  not checked)."""
+  path = os.path.join(out_dir, shard["path"])
+  if not os.path.exists(path):
+    raise ValueError(f"shard {path} is listed in the manifest but missing")
+  expected = shard.get("num_bytes")
+  if expected is not None and os.path.getsize(path) != expected:
+    raise ValueError(f"shard {path} has {os.path.getsize(path)} bytes, the "
+                     f"manifest says {expected}: truncated or overwritten; "
+                     "regenerate the dataset")
+  return path
+
+
 def split_paths(out_dir: str, split: str) -> list[str]:
-  """The split's shard files, in record order."""
+  """The split's shard files, in record order, their sizes checked."""
   _check_split(split)
-  return [os.path.join(out_dir, shard["path"])
+  return [_check_size(out_dir, shard)
           for shard in load_manifest(out_dir)["shards"]
           if shard["split"] == split]
+
+
+def check_shards(out_dir: str) -> None:
+  """ValueError naming the first shard whose size or SHA-256 is not the
+  manifest's (contents are checked only where the manifest has them)."""
+  for shard in load_manifest(out_dir)["shards"]:
+    path = _check_size(out_dir, shard)
+    if "sha256" in shard and file_sha256(path) != shard["sha256"]:
+      raise ValueError(f"shard {path} does not match the SHA-256 in the "
+                       "manifest: corrupted; regenerate the dataset")
 
 
 def data_source(out_dir: str,

@@ -71,11 +71,13 @@ def same_function(candidate: Program, reference: Program,
   an empty Aggregate reaching a Select) computes nothing, so it is False.
   Inputs on which the reference itself fails are skipped: RASP defines no
   output there (about 2 % of sampled programs fail on some short inputs
-  that their random checks missed). An invalid program raises `validate`'s
-  ValueError.
+  that their random checks missed). When the reference fails on every input
+  nothing was compared, and that is False too, not a vacuous True. An
+  invalid program raises `validate`'s ValueError.
   """
   candidate_sop = convert.to_rasp(candidate)
   reference_sop = convert.to_rasp(reference)
+  compared = 0
   for xs in inputs:
     try:
       expected = rasp.evaluate(reference_sop, xs)
@@ -87,4 +89,5 @@ def same_function(candidate: Program, reference: Program,
       return False
     if not _same_outputs(got, expected):
       return False
-  return True
+    compared += 1
+  return compared > 0

@@ -247,10 +247,11 @@ def compile_sample(index: int, config: ml_collections.ConfigDict
   """Sample `index`'s record or None, why it was skipped or None, and the
   draws the sampler rejected on the way, by reason (`sampler.REJECTIONS`).
 
-  The skip reason (`timeout` or `sampler:<exception type>`; the sampler only
-  returns programs that compile) is what the manifest counts; the error
-  message goes to the chunk's JSON only. A timeout loses the rejection
-  counts of its sample.
+  The skip reason (`timeout`, or `sampler:SamplingError` when no draw
+  passed; the sampler only returns programs that compile) is what the
+  manifest counts; the error message goes to the chunk's JSON only. A
+  timeout loses the rejection counts of its sample. Any other exception is
+  a config error or a bug, not a skip: it propagates.
   """
   try:
     with _time_limit(config.compile_timeout_s):
@@ -258,9 +259,11 @@ def compile_sample(index: int, config: ml_collections.ConfigDict
           sampler.sampler_rng(config.seed, index), config.sampler)
   except _Timeout as e:
     return None, _skip("timeout", e), {}
-  except Exception as e:  # The sampler gave up or failed; skip, never crash.
+  except sampler.SamplingError as e:  # No draw passed: a counted skip.
     return (None, _skip(f"sampler:{type(e).__name__}", e),
-            dict(getattr(e, "rejections", {})))
+            dict(e.rejections))
+  # Anything else (a config error, a bug) is not a skip: it fails the run
+  # with its message instead of becoming thousands of counted skips.
   rows = records.program_to_rows(sample.program)
   split = split_of(rows, config.validation_fraction, config.test_fraction)
   return records.Record(
@@ -359,8 +362,11 @@ def _write_split(out_dir: str, split: str, entries: list[dict[str, Any]],
   shards = []
   for number, batch in enumerate(batches):
     name = dataset.shard_name(split, number, len(batches))
-    _write_records(os.path.join(out_dir, name), _read_payloads(out_dir, batch))
-    shards.append({"path": name, "split": split, "num_records": len(batch)})
+    path = os.path.join(out_dir, name)
+    _write_records(path, _read_payloads(out_dir, batch))
+    shards.append({"path": name, "split": split, "num_records": len(batch),
+                   "num_bytes": os.path.getsize(path),
+                   "sha256": dataset.file_sha256(path)})
   return shards
 
 

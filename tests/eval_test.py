@@ -247,3 +247,53 @@ def test_evaluate_writes_metrics_and_plot(workdir):
           compiled["overall"]["token_accuracy"])
   assert os.path.getsize(os.path.join(workdir, "eval",
                                       "accuracy_by_length.png")) > 0
+
+
+def test_evaluate_streams_the_first_records_and_says_how_many(
+    workdir, monkeypatch, capsys):
+  decoded = []
+  real = heldout.records.record_from_bytes
+  monkeypatch.setattr(heldout.records, "record_from_bytes",
+                      lambda data: decoded.append(1) or real(data))
+  heldout.evaluate(workdir, _options(num_examples=3))
+  assert len(decoded) == 2 * 3  # Three records per split, not the split.
+  assert "evaluated 3 of 3 programs" in capsys.readouterr().out
+  metrics = heldout.evaluate(workdir, _options(num_examples=100))
+  counts = metrics["counts"]["as compiled"]
+  assert counts["requested"] == 100 and counts["read"] < 100
+  assert (f"evaluated {counts['evaluated']} of 100 programs (the test split "
+          f"has only {counts['read']})") in capsys.readouterr().out
+
+
+def test_the_permutation_and_the_check_inputs_are_independent_draws():
+  record = _record()
+  assert heldout.PERMUTE_SEED != heldout.CHECK_SEED
+  permuted = heldout.encode_examples([record], _tiny_graph_config(),
+                                     permute=True)[0][0][0]
+  from encoding import pipeline  # pylint: disable=g-import-not-at-top
+  expected = pipeline.augment_record(
+      record, np.random.default_rng([heldout.PERMUTE_SEED, record.index]),
+      "permute")
+  jax.tree.map(np.testing.assert_array_equal, permuted.params,
+               expected.params)
+  check_rng = pipeline.augment_record(
+      record, np.random.default_rng([heldout.CHECK_SEED, record.index]),
+      "permute")
+  assert not all(np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(permuted.params), jax.tree.leaves(check_rng.params)))
+
+
+def _tiny_graph_config():
+  config = tiny.get_config()
+  config.input.max_rows = MAX_ROWS
+  return config
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(split="tset"), "split 'tset' is not one of"),
+    (dict(beam_size=0), "beam_size=0"),
+])
+def test_bad_options_are_user_errors(workdir, overrides, message):
+  from meta_model.errors import UserError  # pylint: disable=g-import-not-at-top
+  with pytest.raises(UserError, match=message):
+    heldout.evaluate(workdir, _options(**overrides))

@@ -118,3 +118,20 @@ def test_inputs_where_the_reference_fails_are_skipped():
   hist = program((SEL, "PRED_EQ", ("tokens", "tokens"), "s"),
                  (SW, None, ("s",), "out"))
   assert not functional.same_function(hist, reference, _inputs())
+
+
+def test_nothing_compared_is_not_the_same_function():
+  """A reference that fails on every input compares nothing: not a match."""
+  def lookup(*names):
+    q, s, prev, s2, out = names
+    return program((M, "LAM_ADD_1", ("tokens",), q),
+                   (SEL, "PRED_EQ", ("indices", q), s),
+                   (AGG, None, (s, "tokens"), prev),
+                   (SEL, "PRED_EQ", (prev, "tokens"), s2),
+                   (SW, None, (s2,), out))
+  reference = lookup("q", "s", "prev", "s2", "out")
+  failing = [[3, 0], [3, 3]]  # tokens + 1 is never a position of [?, ?]...
+  for xs in failing:
+    with pytest.raises(ValueError):
+      functional.run_program(reference, xs)
+  assert not functional.same_function(reference, reference, failing)

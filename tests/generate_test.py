@@ -260,3 +260,38 @@ def test_bad_config_and_flags_are_named(tmp_path):
     dataset.read_split(str(tmp_path), "dev")
   with pytest.raises(FileNotFoundError, match="not a finished dataset"):
     dataset.read_split(str(tmp_path), "train")
+
+
+def test_a_bug_in_sampling_fails_the_run_instead_of_counting_skips(
+    monkeypatch):
+  def broken(rng, config):
+    raise KeyError("operator_weights")  # A config error or a bug.
+  monkeypatch.setattr(sampler, "sample_program", broken)
+  with pytest.raises(KeyError, match="operator_weights"):
+    generate.compile_sample(0, _config())
+
+  def gives_up(rng, config):  # What the sampler raises when no draw passes.
+    raise sampler.SamplingError("no program", {"invalid": 3})
+  monkeypatch.setattr(sampler, "sample_program", gives_up)
+  record, skip, rejections = generate.compile_sample(0, _config())
+  assert record is None and skip["reason"] == "sampler:SamplingError"
+  assert rejections == {"invalid": 3}
+
+
+def test_a_truncated_or_corrupted_shard_is_named(small_run, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  out_dir = str(tmp_path / "copy")
+  shutil.copytree(small_run, out_dir)
+  dataset.check_shards(out_dir)
+  shard = dataset.load_manifest(out_dir)["shards"][0]
+  path = os.path.join(out_dir, shard["path"])
+  content = open(path, "rb").read()
+  with open(path, "wb") as f:  # Same size, one byte flipped.
+    f.write(content[:-1] + bytes([content[-1] ^ 1]))
+  with pytest.raises(ValueError, match=f"shard {path} does not match"):
+    dataset.check_shards(out_dir)
+  with open(path, "wb") as f:
+    f.write(content[:len(content) // 2])
+  with pytest.raises(ValueError, match=f"shard {path} has {len(content) // 2}"
+                     " bytes"):
+    dataset.read_split(out_dir, shard["split"])

@@ -123,11 +123,11 @@ def test_loss_and_metrics_of_known_logits(setup):
   assert loss < 1e-6
   assert metrics["token_accuracy"] == metrics["sequence_accuracy"] == 1.0
 
-  # Wrong in an END row's PAD slot (program 0) and in program 1's first
-  # operator: token accuracy skips PAD, sequence accuracy does not.
+  # Wrong in an END row's NA slot (program 0) and in program 1's first
+  # operator: token accuracy skips NA, sequence accuracy does not.
   end_row = np.flatnonzero(program[0, :, 0] == testing.END)[0]
   wrong = np.array(logits)
-  wrong[0, end_row - 1, 1] = jax.nn.one_hot(testing.NA, VOCAB) * 30.0
+  wrong[0, end_row - 1, 1] = jax.nn.one_hot(testing.PAD, VOCAB) * 30.0
   wrong[1, 0, 0] = jax.nn.one_hot(program[1, 1, 0] + 1, VOCAB) * 30.0
   slots = 5 * batch["program_mask"][:, 1:].sum()
   counted = batch["program_mask"][:, 1:, None] & (program[:, 1:] > testing.NA)

@@ -141,3 +141,88 @@ def test_non_finite_loss_stops_naming_the_step(data_dir, tmp_path):
     fit.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists() or not os.listdir(
       tmp_path / "checkpoints")
+
+
+def test_steps_at_or_below_warmup_is_a_config_error():
+  config = tiny.get_config()
+  config.steps = config.warmup_steps
+  with pytest.raises(UserError, match=r"warmup_steps=2 must be in \[0, "
+                     "steps=2\\)"):
+    fit.check_config(config)
+
+
+def test_validation_metrics_sum_before_dividing():
+  """Two batches of unequal weight: one denominator, not a mean of ratios."""
+  small = dict(loss_sum=1.0, slots=1, token_right=1, token_counted=1,
+               programs_right=1, programs=1, greedy_right=1,
+               greedy_programs=1)
+  large = dict(loss_sum=30.0, slots=10, token_right=0, token_counted=9,
+               programs_right=0, programs=3, greedy_right=0,
+               greedy_programs=3)
+  summary = fit.validation_summary([small, large])
+  assert summary == pytest.approx(dict(
+      loss=31 / 11, token_accuracy=1 / 10, sequence_accuracy=1 / 4,
+      greedy_program_accuracy=1 / 4))
+
+
+def test_every_record_over_the_size_limits_fails_with_counts(data_dir,
+                                                             tmp_path):
+  """Instead of a pipeline that never yields a batch (training hangs)."""
+  config = _config(data_dir)
+  config.graph.buckets = ((4, 4, 2), (8, 8, 4), (16, 16, 8))
+  with pytest.raises(UserError, match=r"(\d+) of the first \1 training "
+                     "records are over the encoder's size limits.*nothing "
+                     "left to train on"):
+    fit.train_and_evaluate(config, str(tmp_path))
+
+
+def test_a_dropped_share_above_the_limit_stops_the_run(data_dir, tmp_path):
+  config = _config(data_dir, max_dropped_share=0.0)
+  config.graph.buckets = ((16, 16, 8), (32, 64, 16), (160, 320, 96))
+  with pytest.raises(UserError, match="above max_dropped_share=0.0"):
+    fit.train_and_evaluate(config, str(tmp_path))
+
+
+def test_waiting_for_another_host_times_out(monkeypatch, tmp_path):
+  monkeypatch.setattr(generate, "generate", lambda *a, **k: None)
+  config = _config(str(tmp_path / "never"), data_wait_timeout_s=0.05)
+  with pytest.raises(TimeoutError, match="manifest.json.*did one of them "
+                     "die"):
+    fit.ensure_dataset(config, str(tmp_path))
+
+
+def test_a_resumed_run_says_from_which_step(data_dir, tmp_path, capsys):
+  fit.train_and_evaluate(_config(data_dir), str(tmp_path))
+  assert "resumed" not in capsys.readouterr().out
+  fit.train_and_evaluate(_config(data_dir, steps=8), str(tmp_path))
+  assert f"resumed from step 6 of 8 ({tmp_path}/checkpoints)" in (
+      capsys.readouterr().out)
+
+
+class _Bar:
+  def __init__(self):
+    self.n = 0
+
+  def update(self, k):
+    self.n += k
+
+
+def test_progress_counts_completed_steps_not_dispatched_ones():
+  bar = _Bar()
+  progress = fit.StepProgress(bar)
+  ready = []
+
+  class Loss:  # Stands in for a step's loss; ready once blocked on.
+    def __init__(self, i):
+      self.i = i
+
+    def block_until_ready(self):
+      ready.append(self.i)
+      return self
+
+  progress.dispatched(Loss(1))
+  assert bar.n == 0  # Step 1 is in flight, not done.
+  progress.dispatched(Loss(2))
+  assert (bar.n, ready) == (1, [1])
+  progress.flush()
+  assert (bar.n, ready) == (2, [1, 2])

@@ -55,7 +55,8 @@ class Decompilation:
       (`encoding.verify`).
     evidence: the verification: `num_inputs`, `num_agreeing`, `exhaustive`,
       `first_difference` (input, from the weights, from the program) and
-      `reason`; None when no candidate decodes.
+      `reason` (when no candidate decodes: nothing checked, and the reason
+      says so).
     others: the beam's other verified programs, best first, as SOps.
     others_python: their sources.
   """
@@ -64,7 +65,7 @@ class Decompilation:
   rows: tuple[tuple[str, ...], ...]
   python: str
   verified: bool
-  evidence: Optional[verify.Verification]
+  evidence: verify.Verification
   others: tuple[rasp.SOp, ...] = ()
   others_python: tuple[str, ...] = ()
 
@@ -72,7 +73,7 @@ class Decompilation:
   def agreement(self) -> float:
     """Share of the check inputs on which the output is the weights'."""
     e = self.evidence
-    return e.num_agreeing / e.num_inputs if e and e.num_inputs else 0.0
+    return e.num_agreeing / e.num_inputs if e.num_inputs else 0.0
 
   def report(self) -> str:
     """Rows, source and verdict, as `eval.py --decompile` prints them."""
@@ -82,8 +83,7 @@ class Decompilation:
     if self.python:
       lines += ["", self.python.rstrip()]
     lines.append("")
-    lines.append(verify.describe(self.evidence) if self.evidence else
-                 "NOT verified: no beam candidate is a valid program")
+    lines.append(verify.describe(self.evidence))
     for source in self.others_python:
       lines += ["", "another verified candidate:", source.rstrip()]
     return "\n".join(lines)
@@ -93,17 +93,15 @@ class Decompilation:
     e = self.evidence
     plain = lambda xs: [x.item() if isinstance(x, np.generic) else x
                         for x in xs]
-    first = None if e is None or e.first_difference is None else {
+    first = None if e.first_difference is None else {
         "input": plain(e.first_difference[0]),
         "weights": plain(e.first_difference[1]),
         "program": (e.first_difference[2] if isinstance(
             e.first_difference[2], str) else plain(e.first_difference[2]))}
     return {"rows": [list(r) for r in self.rows], "python": self.python,
             "verified": self.verified, "agreement": self.agreement,
-            "num_inputs": e.num_inputs if e else 0,
-            "num_agreeing": e.num_agreeing if e else 0,
-            "exhaustive": e.exhaustive if e else False,
-            "reason": e.reason if e else "no valid candidate",
+            "num_inputs": e.num_inputs, "num_agreeing": e.num_agreeing,
+            "exhaustive": e.exhaustive, "reason": e.reason,
             "first_difference": first,
             "others_python": list(self.others_python)}
 
@@ -192,12 +190,15 @@ class Decompiler:
                                  num_random=num_check_inputs, seed=seed)
     choice = search.choose(beams_KxRx5, reference, all_verified=True)
     others = tuple(convert.to_rasp(p) for p, _ in choice.others)
+    evidence = choice.verification or verify.Verification(
+        False, 0, 0, reference.exhaustive, None,
+        f"none of the {beam_size} beam candidates is a valid program")
     return Decompilation(
         program=(convert.to_rasp(choice.program) if choice.program
                  else None),
         rows=_row_names(choice.rows, self.config.input.max_rows),
         python=convert.to_python(choice.program) if choice.program else "",
-        verified=choice.verified, evidence=choice.verification,
+        verified=choice.verified, evidence=evidence,
         others=others,
         others_python=tuple(convert.to_python(p) for p, _ in choice.others))
 

@@ -178,3 +178,13 @@ def test_scripts_end_user_errors_with_one_line(args, message):
   assert run.returncode == 1
   assert run.stderr.strip().splitlines() == [
       line for line in run.stderr.strip().splitlines() if message in line]
+
+
+def test_the_readme_snippet_runs(workdir, capsys):
+  readme = open(os.path.join(ROOT, "README.md")).read()
+  start = readme.index("```python\nfrom tracr.compiler import compiling, lib\n"
+                       "from encoding import verify")
+  snippet = readme[start + len("```python\n"):readme.index("```", start + 3)]
+  exec(snippet.replace("/tmp/inverse_tracr", workdir), {})  # pylint: disable=exec-used
+  out = capsys.readouterr().out
+  assert "verified: the program's output equals the weights' on all 1364" in out

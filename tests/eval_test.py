@@ -1,4 +1,4 @@
-"""meta_model.evaluation: metrics on hand-made predictions, evaluate() end to end."""
+"""meta_model.heldout: metrics on hand-made predictions, evaluate() end to end."""
 
 import json
 import os
@@ -7,7 +7,6 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from tracr.compiler import compiling, lib
 
 from configs import tiny
 from encoding import tokens
@@ -15,7 +14,7 @@ from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
 from meta_model import fit, heldout
 from meta_model import loss as loss_lib
 from rasp_gen import compiler, convert, functions, records, saved
-from rasp_gen.program import Encoding, Instruction, Operator, Program
+from rasp_gen.program import Instruction, Operator, Program
 
 MAX_ROWS = 8
 

@@ -151,6 +151,14 @@ def test_decompile_edit_verify_loop_on_the_command_line(workdir, tmp_path):
   assert result["rows"][0][0] == PROGRAM_START
   assert ("verified: the program's output" in run.stdout) == result["verified"]
 
+  noise = tmp_path / "noise.npz"
+  noise.write_bytes(np.random.default_rng(0).bytes(200))
+  run = _run("eval.py", f"--workdir={workdir}", f"--decompile={noise}")
+  assert run.returncode == 1
+  assert run.stderr.strip() == (f"error: {noise}: not a saved model (not an "
+                                ".npz file: it does not start like a zip "
+                                "archive)")
+
   # The hypothesis check: the printed form, edited by hand.
   program = tmp_path / "prog.py"
   program.write_text(convert.to_python(_hist_program("PRED_EQ")))

@@ -185,11 +185,6 @@ def _used(*matrices: np.ndarray) -> np.ndarray:
   return np.flatnonzero(np.any(np.concatenate(matrices) != 0, axis=0))
 
 
-def _clip_index(values: Sequence[int], config: ml_collections.ConfigDict
-                ) -> list[int]:
-  return [min(int(v), config.max_index - 1) for v in values]
-
-
 def build_graph(params: Params, input_tokens: Sequence[Any],
                 output: OutputDecoding, num_heads: Optional[int],
                 config: ml_collections.ConfigDict, compiler_bos: str,
@@ -237,14 +232,14 @@ def build_graph(params: Params, input_tokens: Sequence[Any],
                   if config.use_values or t in (compiler_bos, compiler_pad)
                   else _SPECIAL_IDS["UNKNOWN"] for t in input_tokens]
   tokens = graph.add_nodes("TOKEN", token_rows,
-                           index=_clip_index(range(token_rows), config),
+                           index=range(token_rows),
                            value=token_values)
   graph.add_edges("TOKEN_EMBED", tokens, residual,
                   w(params_lib.TOKEN_EMBED, "embeddings"))
   position_embed = w(params_lib.POS_EMBED, "embeddings")
   positions = graph.add_nodes(
       "POSITION", len(position_embed),
-      index=_clip_index(range(len(position_embed)), config))
+      index=range(len(position_embed)))
   graph.add_edges("POS_EMBED", positions, residual, position_embed)
 
   for layer in range(layout.num_layers):
@@ -279,7 +274,7 @@ def build_graph(params: Params, input_tokens: Sequence[Any],
   else:
     outputs = graph.add_nodes(
         "OUTPUT", len(output.dims),
-        index=_clip_index(range(len(output.dims)), config),
+        index=range(len(output.dims)),
         value=[value_id(v) if config.use_values else _SPECIAL_IDS["UNKNOWN"]
                for v in output.values])
   unembed = np.zeros((d_model, len(outputs)), np.float32)
@@ -296,6 +291,12 @@ def build_graph(params: Params, input_tokens: Sequence[Any],
         f"edges and {num_summary} summary nodes; the limits are max nodes "
         f"{max_nodes}, max edges {max_edges}, max summary nodes {max_summary} "
         "(the last of graph.buckets)")
+  largest_index = int(result.node_index.max())
+  if largest_index >= config.max_index:
+    raise LimitExceeded(
+        f"weight graph has a token, position or output rank of "
+        f"{largest_index}; ranks are embedded below max_index="
+        f"{config.max_index}")
   return result
 
 

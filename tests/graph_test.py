@@ -88,6 +88,10 @@ def test_over_the_limits_raises_naming_them():
   config.max_layers = 0
   with pytest.raises(LimitExceeded, match="max_layers=0"):
     _graph(_compiled(0), config=config)
+  config = graph.default_graph_config()
+  config.max_index = 3  # Every model has more token rows than that.
+  with pytest.raises(LimitExceeded, match="max_index=3"):
+    _graph(_compiled(0), config=config)
 
 
 def _permuted_neurons_and_head_dims(params, rng):

@@ -14,7 +14,6 @@ def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
   config.data.num_programs = 24_000
   config.data.sampler.length = (2, 6)  # The benchmark's held-out range.
-  config.input.batch_size = 32
   config.steps = 5000  # ~0.4 s each on 2 idle cores.
   config.warmup_steps = 300
   config.log_every = 100

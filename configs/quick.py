@@ -15,8 +15,6 @@ def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
   config.data.num_programs = 12_000
   config.data.sampler.length = (2, 6)  # The benchmark's held-out range.
-  config.input.encoder = "graph"
-  config.input.batch_size = 32
   config.steps = 1500
   config.warmup_steps = 100
   config.log_every = 100

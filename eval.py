@@ -30,7 +30,7 @@ _NUM_EXAMPLES = flags.DEFINE_integer(
     "num_examples", 0, "Evaluate the split's first N records; 0 means all. "
     "Records over the encoder's size limits are dropped and counted.")
 _BEAM_SIZE = flags.DEFINE_integer(
-    "beam_size", 8, "Beam candidates for search-and-verify decoding (and "
+    "beam_size", 32, "Beam candidates for search-and-verify decoding (and "
     "for --decompile).")
 _NUM_CHECK_INPUTS = flags.DEFINE_integer(
     "num_check_inputs", 64, "Random check inputs for functional accuracy "

@@ -248,7 +248,7 @@ def select(names: Sequence[str]) -> tuple[LibProgram, ...]:
 def _define_flags() -> None:
   flags.DEFINE_string("workdir", None, "A train.py workdir: the meta-model "
                       "(config.json and latest checkpoint) that decompiles.")
-  flags.DEFINE_integer("beam_size", 8, "Beam candidates for "
+  flags.DEFINE_integer("beam_size", 32, "Beam candidates for "
                        "search-and-verify decoding (Decompiler.decompile).")
   flags.DEFINE_string("out", None, "Also write the markdown table to this "
                       "file.")

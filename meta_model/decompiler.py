@@ -173,7 +173,7 @@ class Decompiler:
         end_id=self._ids["end_id"], pad_id=self._ids["pad_id"])
     return np.asarray(beams_BxKxRx5[0])
 
-  def decompile(self, model: Any, beam_size: int = 8, *,
+  def decompile(self, model: Any, beam_size: int = 32, *,
                 exhaustive_limit: int = verify.EXHAUSTIVE_LIMIT,
                 num_check_inputs: int = verify.NUM_RANDOM,
                 seed: int = 0) -> Decompilation:

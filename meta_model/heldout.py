@@ -56,7 +56,7 @@ def default_options() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       split="test",  # Dataset split.
       num_examples=0,  # The split's first N records; 0 means all.
-      beam_size=8,  # Candidates for search-and-verify.
+      beam_size=32,  # Candidates for search-and-verify (bench/beam_widths.py).
       num_check_inputs=64,  # Random check inputs when there are more than
       exhaustive_limit=2000))  # this many input sequences (else all).
 

@@ -57,13 +57,18 @@ def change_residual_basis(params: Params, basis_DxD: np.ndarray) -> Params:
           for key, module in params.items()}
 
 
-def augment(params: Params, rng: np.random.Generator,
-            rotate: bool = False) -> Params:
-  """The model in a random residual basis: permuted, or rotated if `rotate`.
+def random_basis(rng: np.random.Generator, d_model: int,
+                 rotate: bool = False) -> np.ndarray:
+  """A random permutation, or rotation if `rotate`, [d_model, d_model].
 
   Only a permutation keeps tracr's sparse one-hot weights recognisable; a
   rotation spreads every direction over all coordinates.
   """
+  return (random_rotation if rotate else random_permutation)(rng, d_model)
+
+
+def augment(params: Params, rng: np.random.Generator,
+            rotate: bool = False) -> Params:
+  """The model in a random residual basis (see `random_basis`)."""
   d_model = params_lib.check_params(params).d_model
-  sample = random_rotation if rotate else random_permutation
-  return change_residual_basis(params, sample(rng, d_model))
+  return change_residual_basis(params, random_basis(rng, d_model, rotate))

@@ -136,14 +136,10 @@ def augment_record(record: records.Record, rng: np.random.Generator,
   if augment == "none":
     return record
   d_model = params_lib.check_params(record.params).d_model
-  if augment == "rotate":
-    basis_DxD = augment_lib.random_rotation(rng, d_model)
-    output = None
-  else:
-    basis_DxD = augment_lib.random_permutation(rng, d_model)
-    output = record.output and dataclasses.replace(
-        record.output,
-        dims=tuple(int(np.argmax(basis_DxD[d])) for d in record.output.dims))
+  basis_DxD = augment_lib.random_basis(rng, d_model, augment == "rotate")
+  output = None if augment == "rotate" else record.output and (
+      dataclasses.replace(record.output, dims=tuple(
+          int(np.argmax(basis_DxD[d])) for d in record.output.dims)))
   return dataclasses.replace(
       record, params=augment_lib.change_residual_basis(record.params,
                                                        basis_DxD),

@@ -18,13 +18,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from meta_model.layers import Mlp
+from meta_model.layers import Mlp, symlog
 
 Batch = Mapping[str, jax.Array]
-
-
-def _symlog(x: jax.Array) -> jax.Array:
-  return jnp.sign(x) * jnp.log1p(jnp.abs(x))
 
 
 
@@ -89,7 +85,7 @@ class GraphEmbedder(nnx.Module):
     # Few features, so each round reads them with a cheap [F, D] matrix.
     kind_ExK = jax.nn.one_hot(batch["edge_kind"], self.num_edge_kinds)
     value_Ex1 = batch["edge_value"].astype(jnp.float32)[:, None]
-    edges_ExF = jnp.concatenate([kind_ExK, kind_ExK * _symlog(value_Ex1),
+    edges_ExF = jnp.concatenate([kind_ExK, kind_ExK * symlog(value_Ex1),
                                  kind_ExK * value_Ex1 / 100], axis=1
                                 ).astype(h_NxD.dtype)
     # Sums over many neighbours (the `one` direction meets every token) are

@@ -13,6 +13,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 
+def symlog(x: jax.Array) -> jax.Array:
+  """sign(x) log(1 + |x|): tracr scales some weights by large constants
+  (softmax coldness); this keeps them in range with sign, order and small
+  values intact."""
+  return jnp.sign(x) * jnp.log1p(jnp.abs(x))
+
+
 class KVCache(NamedTuple):
   """Keys and values of one attention layer for every sequence slot."""
   k_BxTxHxK: jax.Array

@@ -47,7 +47,7 @@ import numpy as np
 from flax import nnx
 
 from meta_model.graph_encoder import GraphEmbedder
-from meta_model.layers import Block, KVCache, Mlp
+from meta_model.layers import Block, KVCache, Mlp, symlog
 
 NUM_COLUMNS = 5  # Tokens per program row.
 NEG_INF = -1e9  # Logit of a token that is illegal in its column.
@@ -87,12 +87,6 @@ class DecodeCache(NamedTuple):
   key_mask_BxT: jax.Array
 
 
-def _symlog(x: jax.Array) -> jax.Array:
-  # tracr scales some weights by large constants (e.g. softmax coldness);
-  # symlog keeps them in range while keeping sign, order and small values.
-  return jnp.sign(x) * jnp.log1p(jnp.abs(x))
-
-
 class BlockEmbedder(nnx.Module):
   """Embeds weight blocks: their values plus where they come from."""
 
@@ -110,7 +104,7 @@ class BlockEmbedder(nnx.Module):
 
   def __call__(self, batch: Batch) -> jax.Array:
     log_shape_BxNx2 = jnp.log1p(batch["block_shape"].astype(jnp.float32))
-    return (self.values(_symlog(batch["blocks"]))
+    return (self.values(symlog(batch["blocks"]))
             + self.layer(batch["block_layer"])
             + self.kind(batch["block_kind"])
             + self.position(batch["block_position"])

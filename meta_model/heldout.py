@@ -42,7 +42,7 @@ from meta_model import build, checkpoints, decode, search
 from meta_model import loss as loss_lib
 from meta_model.errors import UserError
 from rasp_gen import dataset, functional, functions, records, saved
-from rasp_gen.program import canonicalize
+from rasp_gen.program import Program, canonicalize
 
 # Example i's check inputs come from rng([CHECK_SEED, i]) and its residual
 # permutation from rng([PERMUTE_SEED, i]): independent draws.
@@ -156,11 +156,20 @@ def slot_counts(hits: loss_lib.TokenHits, index: int, max_rows: int
           "function_family_right": dict(function_family_right)}
 
 
+def _dataflow(program: Program) -> tuple:
+  """What a program is without its functions: operators, arguments, outputs
+  and encodings, the part the weights' wiring shows."""
+  return tuple((i.operator, i.args, i.output, i.encoding)
+               for i in program.instructions)
+
+
 def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: search.Choice,
           inputs: list[list], slots: dict[str, Any]) -> dict[str, Any]:
   """One example's results; a prediction that does not decode is wrong.
 
-  `slots` are the example's teacher-forced counts (`slot_counts`).
+  `structure`: the greedy program is the true one up to its functions (so a
+  greedy error with the right structure is a wrong function). `slots` are the
+  example's teacher-forced counts (`slot_counts`).
   """
   predicted = search.decode_or_none(greedy_Rx5)
   same = lambda p: p is not None and canonicalize(p) == record.program
@@ -174,6 +183,8 @@ def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: search.Choice,
       "invalid": predicted is None,
       "exact": same(predicted),
       "functional": works(predicted),
+      "structure": (predicted is not None and _dataflow(canonicalize(
+          predicted)) == _dataflow(record.program)),
       "verified": chosen.verified,
       "verified_exact": same(chosen.program),
       "verified_functional": works(chosen.program),
@@ -209,7 +220,7 @@ def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
   return results
 
 
-_FLAGS_SUMMED = ("invalid", "exact", "functional", "verified",
+_FLAGS_SUMMED = ("invalid", "exact", "functional", "structure", "verified",
                  "verified_exact", "verified_functional")
 
 
@@ -275,10 +286,10 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def format_table(name: str, summary: dict[str, Any]) -> str:
   columns = ("programs", "token_accuracy", "exact_accuracy",
-             "functional_accuracy", "invalid", "verified_exact_accuracy",
-             "verified_functional_accuracy")
-  short = ("n", "token", "exact", "functional", "invalid", "v.exact",
-           "v.functional")
+             "functional_accuracy", "structure_accuracy", "invalid",
+             "verified_exact_accuracy", "verified_functional_accuracy")
+  short = ("n", "token", "exact", "functional", "structure", "invalid",
+           "v.exact", "v.functional")
   lines = [f"== {name}", f"{'':14}" + "".join(f"{s:>14}" for s in short)]
   rows = [("overall", summary["overall"])]
   rows += [(f"length {k}", v) for k, v in summary["by_length"].items()]

@@ -78,6 +78,10 @@ def test_metrics_on_hand_made_predictions():
   assert [r["functional"] for r in results] == [True, True, True, False,
                                                 False]
   assert [r["invalid"] for r in results] == [False] * 4 + [True]
+  # Only the true program, in either order, has its dataflow; `wrong` has
+  # the equivalent program's structure, not the true one's.
+  assert [r["structure"] for r in results] == [True, True, False, False,
+                                               False]
   # The true program (in either order) and the equivalent one compute what
   # the weights compute on every input.
   assert [r["verified"] for r in results] == [True, True, True, False, False]
@@ -87,6 +91,7 @@ def test_metrics_on_hand_made_predictions():
   assert summary["exact_accuracy"] == pytest.approx(2 / 5)
   assert summary["functional_accuracy"] == pytest.approx(3 / 5)
   assert summary["invalid"] == pytest.approx(1 / 5)
+  assert summary["structure_accuracy"] == pytest.approx(2 / 5)
   assert summary["token_accuracy"] == pytest.approx(15 / 20)
   by_operator = heldout.summarize(results)["by_operator"]
   assert set(by_operator) == {"MAP", "SEQUENCE_MAP"}
@@ -153,7 +158,8 @@ def test_column_and_family_accuracy_of_hand_made_logits():
     hits = loss_lib.token_hits(_logits(predicted)[None], batch,
                                pad_id=pad_id, na_id=na_id)
     results.append(dict(length=3, operators=["MAP"], invalid=False,
-                        exact=False, functional=False, verified=False,
+                        exact=False, functional=False, structure=False,
+                        verified=False,
                         verified_exact=False, verified_functional=False,
                         **heldout.slot_counts(hits, 0, MAX_ROWS)))
   assert [(r["token_right"], r["token_counted"]) for r in results] == [

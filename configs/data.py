@@ -37,5 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   sampler.faithful_exhaustive_limit = 500
   sampler.num_faithful_inputs = 64
   sampler.max_attempts = 1000  # Draws before sample_program gives up.
+  # Name each drawn function by the first table entry equal to it on its
+  # arguments' values (rasp_gen.functions.first_equal_on): programs that
+  # compile to the same weights then get the same label.
+  sampler.canonical_functions = False
   config.sampler = sampler
   return config

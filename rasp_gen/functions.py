@@ -7,7 +7,7 @@ the encoding vocabulary is generated from them.
 """
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from tracr.rasp import rasp
 
@@ -141,3 +141,23 @@ def accepts(function: NamedFunction, values: frozenset) -> bool:
   if function.domain == "bool":
     return all(isinstance(v, bool) for v in values)
   return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+Candidate = TypeVar("Candidate")
+
+
+def first_equal_on(candidates: Sequence[Candidate], chosen: Candidate,
+                   points: Iterable[tuple],
+                   apply: Callable[[Candidate, tuple], Any]) -> Candidate:
+  """The first of `candidates` that gives `chosen`'s outputs on `points`.
+
+  Outputs are compared with their types (`1` is not `True`). On the values
+  a variable can take, `x > 0` and `x != 0` over {0, 1, 2} are one function:
+  the compiled weights are the same, so a label naming either is a coin flip
+  the meta-model cannot learn. The first equal candidate (table order) is
+  the class's one name. `chosen` must be among `candidates`.
+  """
+  points = list(points)
+  typed = lambda c: [(type(v), v) for v in (apply(c, p) for p in points)]
+  reference = typed(chosen)
+  return next(c for c in candidates if typed(c) == reference)

@@ -146,6 +146,10 @@ class _Builder:
     if not options:
       return False
     function, values = _choice(self.rng, options)
+    if self.config.canonical_functions:
+      function = functions.first_equal_on(
+          [f for f, _ in options], function, [(x,) for x in source.values],
+          lambda f, point: f.fn(*point))
     encoding = Encoding.NUMERICAL if numerical else Encoding.CATEGORICAL
     self._add(Operator.MAP, function.name, [source], frozenset(values), encoding)
     return True
@@ -178,6 +182,11 @@ class _Builder:
     if not options:
       return False
     function, values = _choice(self.rng, options)
+    if self.config.canonical_functions:
+      function = functions.first_equal_on(
+          [f for f, _ in options], function,
+          itertools.product(first.values, second.values),
+          lambda f, point: f.fn(*point))
     self._add(Operator.SEQUENCE_MAP, function.name, [first, second],
               frozenset(values), Encoding.CATEGORICAL)
     return True
@@ -193,6 +202,11 @@ class _Builder:
     else:
       keys, queries = self._pick(categorical), self._pick(categorical)
       predicate = _choice(self.rng, tuple(functions.PREDICATES))
+      if self.config.canonical_functions:
+        predicate = functions.first_equal_on(
+            tuple(functions.PREDICATES), predicate,
+            itertools.product(keys.values, queries.values),
+            lambda name, point: functions.PREDICATES[name](*point))
     return self._add(Operator.SELECT, predicate, [keys, queries], frozenset(),
                      Encoding.CATEGORICAL, is_selector=True)
 

@@ -7,7 +7,7 @@ For each function slot (Map, categorical SequenceMap, Select) of the split's
 first N records: does an earlier entry of the function table give the same
 typed outputs on the slot's argument value sets (tracr's basis inference)?
 Such a pair compiles to the same weights, so the label is a coin flip; with
-`sampler.canonical_functions=True` the sampler names the first entry
+`sampler.canonical_labels=True` the sampler names the first entry
 (`rasp_gen.functions.first_equal_on`). Prints the counts per operator.
 """
 

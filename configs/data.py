@@ -37,9 +37,10 @@ def get_config() -> ml_collections.ConfigDict:
   sampler.faithful_exhaustive_limit = 500
   sampler.num_faithful_inputs = 64
   sampler.max_attempts = 1000  # Draws before sample_program gives up.
-  # Name each drawn function by the first table entry equal to it on its
-  # arguments' values (rasp_gen.functions.first_equal_on): programs that
-  # compile to the same weights then get the same label.
-  sampler.canonical_functions = False
+  # One label per set of programs with the same weights: name each drawn
+  # function by the first table entry equal to it on its arguments' values
+  # (rasp_gen.functions.first_equal_on) and take the least argument order of
+  # symmetric SequenceMaps (rasp_gen.program.least_argument_order).
+  sampler.canonical_labels = False
   config.sampler = sampler
   return config

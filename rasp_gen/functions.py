@@ -123,6 +123,14 @@ PREDICATES: dict[str, rasp.Comparison] = {
     "PRED_FALSE": rasp.Comparison.FALSE,
 }
 
+# f -> the table's g with g(y, x) == f(x, y), where there is one: a
+# SequenceMap's two arguments compile symmetrically (an MLP neuron per value
+# pair), so f(a, b) and g(b, a) have the same weights up to neuron order.
+SWAPPED_ARGUMENTS: dict[str, str] = {
+    **{name: name for name in ("LAM_ADD", "LAM_MUL", "LAM_MAX", "LAM_MIN",
+                               "LAM_EQ", "LAM_NE", "LAM_AND", "LAM_OR")},
+    "LAM_LT": "LAM_GT", "LAM_GT": "LAM_LT"}
+
 MAP_BY_NAME: dict[str, NamedFunction] = {f.name: f for f in MAP_FUNCTIONS}
 SEQUENCE_MAP_BY_NAME: dict[str, NamedFunction] = {
     f.name: f for f in SEQUENCE_MAP_FUNCTIONS}

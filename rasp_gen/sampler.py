@@ -31,7 +31,8 @@ from tracr.rasp import rasp
 
 from rasp_gen import compiler, convert, forward, functions
 from rasp_gen.program import (INDICES, TOKENS, Encoding, Instruction,
-                              Operator, Program, canonicalize)
+                              Operator, Program, canonicalize,
+                              least_argument_order)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +147,7 @@ class _Builder:
     if not options:
       return False
     function, values = _choice(self.rng, options)
-    if self.config.canonical_functions:
+    if self.config.canonical_labels:
       function = functions.first_equal_on(
           [f for f, _ in options], function, [(x,) for x in source.values],
           lambda f, point: f.fn(*point))
@@ -182,7 +183,7 @@ class _Builder:
     if not options:
       return False
     function, values = _choice(self.rng, options)
-    if self.config.canonical_functions:
+    if self.config.canonical_labels:
       function = functions.first_equal_on(
           [f for f, _ in options], function,
           itertools.product(first.values, second.values),
@@ -202,7 +203,7 @@ class _Builder:
     else:
       keys, queries = self._pick(categorical), self._pick(categorical)
       predicate = _choice(self.rng, tuple(functions.PREDICATES))
-      if self.config.canonical_functions:
+      if self.config.canonical_labels:
         predicate = functions.first_equal_on(
             tuple(functions.PREDICATES), predicate,
             itertools.product(keys.values, queries.values),
@@ -247,7 +248,10 @@ def _grow(builder: _Builder, length: int) -> Optional[Program]:
     getattr(builder, operator.lower())()
   if len(builder.instructions) != length or builder.variables[-1].is_selector:
     return None
-  return canonicalize(Program(tuple(builder.instructions)))
+  program = canonicalize(Program(tuple(builder.instructions)))
+  if builder.config.canonical_labels:
+    return least_argument_order(program)
+  return program
 
 
 def random_inputs(rng: np.random.Generator, vocab: Sequence, max_seq_len: int,

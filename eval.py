@@ -39,6 +39,9 @@ _NUM_CHECK_INPUTS = flags.DEFINE_integer(
 _EXHAUSTIVE_LIMIT = flags.DEFINE_integer(
     "exhaustive_limit", 2000, "Check on every input sequence when there "
     "are at most this many.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", "", "Evaluate this dataset's split instead of the run's "
+    "own (config.json's data_dir), e.g. two models on the same records.")
 _DECOMPILE = flags.DEFINE_string(
     "decompile", None, "Decompile this saved tracr model (.npz, see "
     "rasp_gen/saved.py) instead of evaluating a split.")
@@ -65,7 +68,8 @@ def main(argv: list[str]) -> None:
         json.dump(result.to_json(), f, indent=2)
     return
   options = heldout.default_options()
-  options.update(split=_SPLIT.value, num_examples=_NUM_EXAMPLES.value,
+  options.update(split=_SPLIT.value, data_dir=_DATA_DIR.value,
+                 num_examples=_NUM_EXAMPLES.value,
                  beam_size=_BEAM_SIZE.value,
                  num_check_inputs=_NUM_CHECK_INPUTS.value,
                  exhaustive_limit=_EXHAUSTIVE_LIMIT.value)

@@ -55,6 +55,7 @@ def default_options() -> ml_collections.ConfigDict:
   """What `evaluate` and `evaluate_examples` take (eval.py's flags)."""
   return ml_collections.ConfigDict(dict(
       split="test",  # Dataset split.
+      data_dir="",  # Dataset; "" means the run's (its config's data_dir).
       num_examples=0,  # The split's first N records; 0 means all.
       beam_size=32,  # Candidates for search-and-verify (bench/beam_widths.py).
       num_check_inputs=64,  # Random check inputs when there are more than
@@ -404,10 +405,10 @@ def evaluate(workdir: str, options: ml_collections.ConfigDict
     raise UserError(f"num_examples={options.num_examples} must be >= 0 and "
                     f"beam_size={options.beam_size} >= 1")
   config = checkpoints.load_config(workdir)
-  path = checkpoints.data_dir(config, workdir)
+  path = options.data_dir or checkpoints.data_dir(config, workdir)
   if not os.path.exists(os.path.join(path, dataset.MANIFEST)):
-    raise UserError(f"no dataset at {path} (the run's data_dir): evaluation "
-                    "reads its split from there")
+    raise UserError(f"no dataset at {path} (--data_dir, else the run's "
+                    "data_dir): evaluation reads its split from there")
   model, step = checkpoints.restore_model(config, workdir)
   summaries, dropped, counts = {}, {}, {}
   for name, permute in SPLITS:
@@ -423,7 +424,7 @@ def evaluate(workdir: str, options: ml_collections.ConfigDict
     print(_count_line(counts[name], options.split))
   out_dir = os.path.join(workdir, "eval")
   os.makedirs(out_dir, exist_ok=True)
-  metrics = {"step": step, "split": options.split,
+  metrics = {"step": step, "data_dir": path, "split": options.split,
              "beam_size": options.beam_size,
              "dropped_for_size": dropped, "counts": counts, **summaries}
   with open(os.path.join(out_dir, "metrics.json"), "w") as f:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import ml_collections
@@ -12,6 +13,7 @@ from configs import tiny
 from encoding import tokens
 from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
 from meta_model import fit, heldout
+from meta_model.errors import UserError
 from meta_model import loss as loss_lib
 from rasp_gen import compiler, convert, functions, records, saved
 from rasp_gen.program import Instruction, Operator, Program
@@ -230,7 +232,7 @@ def workdir(tmp_path_factory):
 
 
 def _options(**overrides):
-  options = dict(split="test", num_examples=4, beam_size=2,
+  options = dict(split="test", data_dir="", num_examples=4, beam_size=2,
                  num_check_inputs=8, exhaustive_limit=0, json_out=None)
   return ml_collections.ConfigDict(dict(options, **overrides))
 
@@ -268,6 +270,17 @@ def test_evaluate_streams_the_first_records_and_says_how_many(
   assert counts["requested"] == 100 and counts["read"] < 100
   assert (f"evaluated {counts['evaluated']} of 100 programs (the test split "
           f"has only {counts['read']})") in capsys.readouterr().out
+
+
+def test_evaluate_reads_another_dataset_when_asked(workdir, tmp_path):
+  other = str(tmp_path / "other")
+  shutil.copytree(os.path.join(workdir, "data"), other)
+  metrics = heldout.evaluate(workdir, _options(data_dir=other))
+  assert metrics["data_dir"] == other
+  assert heldout.evaluate(workdir, _options())["data_dir"] == os.path.join(
+      workdir, "data")
+  with pytest.raises(UserError, match="no dataset at /nowhere"):
+    heldout.evaluate(workdir, _options(data_dir="/nowhere"))
 
 
 def test_the_permutation_and_the_check_inputs_are_independent_draws():

@@ -13,7 +13,6 @@ the last instruction's output. Argument conventions follow tracr:
 
 import dataclasses
 import enum
-import itertools
 from typing import Optional
 
 from rasp_gen import functions
@@ -222,32 +221,3 @@ def canonicalize(program: Program) -> Program:
           args=tuple(renaming[a] for a in i.args),
           output=renaming[i.output]) for i in order))
 
-
-def _rows_key(program: Program) -> tuple:
-  return tuple((i.operator.value, i.function or "", *i.args, i.output,
-                i.encoding.value) for i in program.instructions)
-
-
-def least_argument_order(program: Program) -> Program:
-  """The least (by rows) canonical form among the program's argument orders.
-
-  A categorical SequenceMap `f(a, b)` whose swapped form `g(b, a)` is in the
-  table (`functions.SWAPPED_ARGUMENTS`: `x + y`, `x < y` -> `y > x`)
-  compiles to the same weights up to the order of MLP neurons, and the
-  swap renames every variable after it in canonical order. Choosing the
-  least form makes the label one function of the weights, not a coin flip.
-  """
-  swappable = [k for k, i in enumerate(program.instructions)
-               if i.operator == Operator.SEQUENCE_MAP
-               and i.function in functions.SWAPPED_ARGUMENTS
-               and i.args[0] != i.args[1]]
-  forms = []
-  for swaps in itertools.product((False, True), repeat=len(swappable)):
-    instructions = list(program.instructions)
-    for k, swap in zip(swappable, swaps):
-      if swap:
-        instructions[k] = dataclasses.replace(
-            instructions[k], args=instructions[k].args[::-1],
-            function=functions.SWAPPED_ARGUMENTS[instructions[k].function])
-    forms.append(canonicalize(Program(tuple(instructions))))
-  return min(forms, key=_rows_key)

@@ -29,10 +29,9 @@ import numpy as np
 from tracr.compiler import validating
 from tracr.rasp import rasp
 
-from rasp_gen import compiler, convert, forward, functions
+from rasp_gen import compiler, convert, forward, functions, labels
 from rasp_gen.program import (INDICES, TOKENS, Encoding, Instruction,
-                              Operator, Program, canonicalize,
-                              least_argument_order)
+                              Operator, Program, canonicalize)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,10 +146,6 @@ class _Builder:
     if not options:
       return False
     function, values = _choice(self.rng, options)
-    if self.config.canonical_labels:
-      function = functions.first_equal_on(
-          [f for f, _ in options], function, [(x,) for x in source.values],
-          lambda f, point: f.fn(*point))
     encoding = Encoding.NUMERICAL if numerical else Encoding.CATEGORICAL
     self._add(Operator.MAP, function.name, [source], frozenset(values), encoding)
     return True
@@ -183,11 +178,6 @@ class _Builder:
     if not options:
       return False
     function, values = _choice(self.rng, options)
-    if self.config.canonical_labels:
-      function = functions.first_equal_on(
-          [f for f, _ in options], function,
-          itertools.product(first.values, second.values),
-          lambda f, point: f.fn(*point))
     self._add(Operator.SEQUENCE_MAP, function.name, [first, second],
               frozenset(values), Encoding.CATEGORICAL)
     return True
@@ -203,11 +193,6 @@ class _Builder:
     else:
       keys, queries = self._pick(categorical), self._pick(categorical)
       predicate = _choice(self.rng, tuple(functions.PREDICATES))
-      if self.config.canonical_labels:
-        predicate = functions.first_equal_on(
-            tuple(functions.PREDICATES), predicate,
-            itertools.product(keys.values, queries.values),
-            lambda name, point: functions.PREDICATES[name](*point))
     return self._add(Operator.SELECT, predicate, [keys, queries], frozenset(),
                      Encoding.CATEGORICAL, is_selector=True)
 
@@ -250,7 +235,8 @@ def _grow(builder: _Builder, length: int) -> Optional[Program]:
     return None
   program = canonicalize(Program(tuple(builder.instructions)))
   if builder.config.canonical_labels:
-    return least_argument_order(program)
+    return labels.canonical_labels(program, builder.variables[0].values,
+                                   builder.max_seq_len)
   return program
 
 

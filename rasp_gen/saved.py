@@ -24,7 +24,7 @@ import dataclasses
 import json
 import os
 import zipfile
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""The bench scripts (lib_programs, beam_widths on a tiny trained model; label_ambiguity)."""
+"""bench/lib_programs.py and bench/beam_widths.py on a tiny trained model."""
 
 import importlib.util
 import os
@@ -11,7 +11,7 @@ from configs import tiny
 from encoding import tokens, verify
 from encoding.vocabulary import NA, PROGRAM_END, PROGRAM_START
 from meta_model import decompiler, fit, heldout
-from rasp_gen import convert, records
+from rasp_gen import convert
 from rasp_gen.program import Instruction, Operator, Program
 
 _BENCH = os.path.join(os.path.dirname(__file__), os.pardir, "bench")
@@ -128,17 +128,3 @@ def test_both_scripts_on_a_tiny_trained_model(tmp_path):
   table = beam_widths.format_table(report).splitlines()
   assert [line.split(" | ")[0] for line in table[-2:]] == ["| 1", "| 2"]
 
-
-def test_label_ambiguity_finds_the_equal_earlier_table_entry():
-  label_ambiguity = _load("label_ambiguity")
-  program = Program((
-      Instruction(Operator.MAP, "LAM_MOD_2", ("tokens",), "v1"),
-      Instruction(Operator.MAP, "LAM_GT_0", ("v1",), "v2")))
-  record = records.Record(
-      program, {}, (0, 1, 2, 3), 4, "BOS", "PAD", 0, "test", 1, None)
-  values = label_ambiguity.value_sets(record)
-  assert values["v1"] == {0, 1}
-  # x % 2 over {0..3} has no equal earlier entry; x > 0 over {0, 1} is
-  # x == 1, the first of x == 1, x != 0, x > 0 in the table.
-  assert [label_ambiguity.first_equal(i, values)
-          for i in program.instructions] == ["LAM_MOD_2", "LAM_EQ_1"]

@@ -3,8 +3,7 @@
 import pytest
 
 from rasp_gen.program import (Encoding, Instruction, Operator, Program,
-                              canonicalize, least_argument_order,
-                              validate)
+                              canonicalize, validate)
 
 M, SM, SEL, AGG, SW = (Operator.MAP, Operator.SEQUENCE_MAP, Operator.SELECT,
                        Operator.AGGREGATE, Operator.SELECTOR_WIDTH)
@@ -80,21 +79,3 @@ def test_a_cycle_is_a_use_before_definition():
   with pytest.raises(ValueError, match="instruction 0 .*'b' is used before"):
     validate(p)
 
-
-def test_least_argument_order_is_one_label_for_every_argument_order():
-  seq = lambda f, a, b, out: Instruction(Operator.SEQUENCE_MAP, f, (a, b), out)
-  # (tokens max indices) < (tokens - indices), written four ways.
-  variants = [
-      Program((seq(f1, *args1, "v1"), seq("LAM_SUB", "tokens", "indices", "v2"),
-               seq(f2, *args2, "v3")))
-      for f1, args1 in (("LAM_MAX", ("tokens", "indices")),
-                        ("LAM_MAX", ("indices", "tokens")))
-      for f2, args2 in (("LAM_LT", ("v1", "v2")), ("LAM_GT", ("v2", "v1")))]
-  forms = {least_argument_order(p) for p in variants}
-  assert len(forms) == 1
-  (form,) = forms
-  assert canonicalize(form) == form
-  # x - y has no swapped form in the table: its order is kept.
-  assert any(i.function == "LAM_SUB" and i.args == ("tokens", "indices")
-             for i in form.instructions)
-  assert len({canonicalize(p) for p in variants}) == 4

@@ -12,7 +12,7 @@ from tracr.rasp import rasp
 
 from configs import data
 from encoding import graph
-from rasp_gen import compiler, convert, functions, sampler
+from rasp_gen import compiler, convert, sampler
 from rasp_gen.program import (Encoding, Instruction, Operator, Program,
                               canonicalize, validate)
 
@@ -138,26 +138,6 @@ def test_samples_are_faithful_and_rejections_are_counted(monkeypatch):
     sampler.sample_program(sampler.sampler_rng(0, 0), config)
   assert sum(error.value.rejections.values()) == 30
   assert error.value.rejections["unfaithful"] >= 1
-
-
-def test_first_equal_on_compares_outputs_with_their_types():
-  by_name = functions.MAP_BY_NAME
-  first = lambda name, values: functions.first_equal_on(
-      functions.MAP_FUNCTIONS, by_name[name], [(x,) for x in values],
-      lambda f, point: f.fn(*point)).name
-  assert first("LAM_SQUARE", {0, 1}) == "LAM_MOD_2"  # x * x == x % 2 there.
-  assert first("LAM_GT_0", {0, 1, 2}) == "LAM_NE_0"
-  assert first("LAM_GT_0", {0, 1, 5}) == "LAM_NE_0"
-  assert first("LAM_GT_4", {0, 1, 5}) == "LAM_GT_1"
-  assert first("LAM_GT_4", {3, 4, 5}) == "LAM_GT_4"  # Differs from each
-  # earlier entry somewhere on {3, 4, 5}.
-  # (False, True) == (0, 1) in Python, but a bool output is not an int one.
-  assert first("LAM_EQ_1", {0, 1}) == "LAM_EQ_1"
-  predicate = functions.first_equal_on(
-      tuple(functions.PREDICATES), "PRED_GEQ",
-      [(k, q) for k in (5, 6) for q in (0, 1)],
-      lambda name, point: functions.PREDICATES[name](*point))
-  assert predicate == "PRED_GT"  # keys 5, 6 >= or > queries 0, 1: always.
 
 
 def _weight_graph_hash(sample) -> str:

@@ -1,8 +1,8 @@
 """The accuracy benchmark (bench/accuracy.sh): <= 90 min on 2 CPU cores.
 
-The weight-graph encoder (configs/default.py) with more data and steps:
-~4 min of data generation, ~35 min of training on idle cores, then
-held-out metrics on 300 test programs.
+The weight-graph encoder (configs/default.py, canonical labels) with more
+data and steps: ~4-8 min of data generation, ~35-40 min of training on 2
+cores, then held-out metrics on 300 test programs.
 """
 
 import ml_collections

@@ -37,10 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   sampler.faithful_exhaustive_limit = 500
   sampler.num_faithful_inputs = 64
   sampler.max_attempts = 1000  # Draws before sample_program gives up.
-  # One label per set of programs with the same weights: name each drawn
-  # function by the first table entry equal to it on its arguments' values
-  # (rasp_gen.functions.first_equal_on) and take the least argument order of
-  # symmetric SequenceMaps (rasp_gen.program.least_argument_order).
-  sampler.canonical_labels = False
+  # One label per set of programs with the same weights (rasp_gen/labels.py):
+  # the first table function equal on the arguments' values, the least
+  # argument order of symmetric SequenceMaps. The draws are the same.
+  sampler.canonical_labels = True
   config.sampler = sampler
   return config

@@ -164,6 +164,7 @@ def _weight_graph_hash(sample) -> str:
 
 def test_canonical_labels_rename_without_changing_the_weights():
   plain_config = data.get_config().sampler
+  plain_config.canonical_labels = False
   canonical_config = data.get_config().sampler
   canonical_config.canonical_labels = True
   plain = _samples(11, 60, plain_config)

@@ -18,9 +18,9 @@ from typing import Sequence
 
 from tracr.compiler import basis_inference, nodes, rasp_to_graph
 
-from rasp_gen import convert, functions
-from rasp_gen.program import Encoding, Instruction, Operator, Program
-from rasp_gen.program import canonicalize
+from rasp_gen import convert, functions, records
+from rasp_gen.program import (Encoding, Instruction, Operator, Program,
+                              canonicalize)
 
 
 def value_sets(program: Program, vocab: Sequence, max_seq_len: int
@@ -57,11 +57,6 @@ def first_equal_function(instruction: Instruction,
                                   lambda f, point: f.fn(*point)).name
 
 
-def _rows_key(program: Program) -> tuple:
-  return tuple((i.operator.value, i.function or "", *i.args, i.output,
-                i.encoding.value) for i in program.instructions)
-
-
 def least_argument_order(program: Program) -> Program:
   """The least (by rows) canonical form over the swaps of symmetric
   SequenceMaps' arguments (see the module docstring)."""
@@ -78,7 +73,7 @@ def least_argument_order(program: Program) -> Program:
             instructions[k], args=instructions[k].args[::-1],
             function=functions.SWAPPED_ARGUMENTS[instructions[k].function])
     forms.append(canonicalize(Program(tuple(instructions))))
-  return min(forms, key=_rows_key)
+  return min(forms, key=records.program_to_rows)
 
 
 def canonical_labels(program: Program, vocab: Sequence, max_seq_len: int

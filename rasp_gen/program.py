@@ -220,4 +220,3 @@ def canonicalize(program: Program) -> Program:
           i,
           args=tuple(renaming[a] for a in i.args),
           output=renaming[i.output]) for i in order))
-

@@ -128,4 +128,3 @@ def test_both_scripts_on_a_tiny_trained_model(tmp_path):
     assert report["beams"][2][split] == metrics[split]["overall"]
   table = beam_widths.format_table(report).splitlines()
   assert [line.split(" | ")[0] for line in table[-2:]] == ["| 1", "| 2"]
-

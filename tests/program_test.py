@@ -78,4 +78,3 @@ def test_a_cycle_is_a_use_before_definition():
   p = program((M, "LAM_ADD_1", ("b",), "a"), (M, "LAM_ADD_1", ("a",), "b"))
   with pytest.raises(ValueError, match="instruction 0 .*'b' is used before"):
     validate(p)
-

@@ -5,9 +5,9 @@ r"""Judges a trained meta-model, or decompiles weights a user brings.
 
 The first form prints held-out metrics (`meta_model.heldout`) and writes
 DIR/eval/metrics.json and DIR/eval/accuracy_by_length.png. The second
-decompiles a tracr model saved with `rasp_gen.saved.save_compiled`
+decompiles a tracr model saved with `compiled.saved.save_compiled`
 (`meta_model.decompiler`): it prints the rows, runnable tracr.rasp source
-(save it as prog.py, edit it, and check it with `python -m encoding.verify
+(save it as prog.py, edit it, and check it with `python -m compiled.verify
 --model=MODEL.npz --program=prog.py`) and whether the program is verified,
 with the first input on which it disagrees with the weights when it is not.
 Exit status: 0 when verified or evaluated, 1 for a user error (one line on
@@ -19,7 +19,8 @@ import json
 
 from absl import app, flags, logging
 
-from meta_model import decompiler, errors, heldout
+from compiled import inputs
+from meta_model import decompiler, errors, heldout, search
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "A train.py workdir: its config.json and latest "
@@ -30,21 +31,21 @@ _NUM_EXAMPLES = flags.DEFINE_integer(
     "num_examples", 0, "Evaluate the split's first N records; 0 means all. "
     "Records over the encoder's size limits are dropped and counted.")
 _BEAM_SIZE = flags.DEFINE_integer(
-    "beam_size", 32, "Beam candidates for search-and-verify decoding (and "
+    "beam_size", search.BEAM_SIZE, "Beam candidates for search-and-verify decoding (and "
     "for --decompile).")
 _NUM_CHECK_INPUTS = flags.DEFINE_integer(
-    "num_check_inputs", 64, "Random check inputs for functional accuracy "
+    "num_check_inputs", inputs.NUM_CHECK_INPUTS, "Random check inputs for functional accuracy "
     "and verification when the input space is larger than "
     "--exhaustive_limit.")
 _EXHAUSTIVE_LIMIT = flags.DEFINE_integer(
-    "exhaustive_limit", 2000, "Check on every input sequence when there "
+    "exhaustive_limit", inputs.EXHAUSTIVE_LIMIT, "Check on every input sequence when there "
     "are at most this many.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", "", "Evaluate this dataset's split instead of the run's "
     "own (config.json's data_dir), e.g. two models on the same records.")
 _DECOMPILE = flags.DEFINE_string(
     "decompile", None, "Decompile this saved tracr model (.npz, see "
-    "rasp_gen/saved.py) instead of evaluating a split.")
+    "compiled/saved.py) instead of evaluating a split.")
 _JSON_OUT = flags.DEFINE_string(
     "json_out", None, "With --decompile: also write the rows, Python "
     "source, verdict and evidence here as JSON.")

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import ml_collections
 from absl import app, flags, logging
 
+from compiled import inputs as inputs_lib
 from meta_model import checkpoints, heldout
 
 SPLITS = heldout.SPLITS
@@ -116,10 +117,10 @@ def _define_flags() -> None:
   flags.DEFINE_integer("num_examples", 0, "Evaluate the first N records of "
                        "the split; 0 means all.")
   flags.DEFINE_string("split", "test", "Dataset split to evaluate.")
-  flags.DEFINE_integer("num_check_inputs", 64, "Random inputs for functional "
+  flags.DEFINE_integer("num_check_inputs", inputs_lib.NUM_CHECK_INPUTS, "Random inputs for functional "
                        "accuracy and verification when the input space is "
                        "larger than --exhaustive_limit (as in eval.py).")
-  flags.DEFINE_integer("exhaustive_limit", 2000, "Use every input sequence "
+  flags.DEFINE_integer("exhaustive_limit", inputs_lib.EXHAUSTIVE_LIMIT, "Use every input sequence "
                        "when there are at most this many (as in eval.py).")
   flags.DEFINE_string("out", None, "Also write the table to this markdown "
                       "file.")

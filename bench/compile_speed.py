@@ -1,4 +1,4 @@
-"""Programs/s of rasp_gen.compiler vs stock tracr, on sampled programs.
+"""Programs/s of compiled.compiler vs stock tracr, on sampled programs.
 
 Compiles the same sampled programs with both, asserts identical params for
 every program, and prints both rates and the speedup as the last line:
@@ -50,7 +50,8 @@ def _same_params(fast: dict, stock: dict) -> bool:
 def main(argv) -> None:
   del argv
   from configs import data  # pylint: disable=g-import-not-at-top
-  from rasp_gen import compiler, convert, sampler  # pylint: disable=g-import-not-at-top
+  from compiled import compiler  # pylint: disable=g-import-not-at-top
+  from rasp_gen import convert, sampler  # pylint: disable=g-import-not-at-top
   from tracr.compiler import compiling  # pylint: disable=g-import-not-at-top
 
   config = data.get_config().sampler

@@ -1,6 +1,6 @@
 r"""Decompiles tracr's own library programs, compiled by stock tracr.
 
-  python bench/lib_programs.py --workdir=DIR [--beam_size=8] [--out=FILE.md]
+  python bench/lib_programs.py --workdir=DIR [--beam_size=32] [--out=FILE.md]
 
 Every program in `LIB_PROGRAMS` (tracr.compiler.lib, each with its own
 vocabulary and max_seq_len) is compiled by stock
@@ -9,7 +9,7 @@ AssembledTransformerModel is decompiled by the meta-model in DIR, restored
 once (`meta_model.decompiler.load(DIR).decompile(model)`). Two questions per
 program:
 
-  verified    `Decompilation.verified` (`encoding.verify`): the decompiled
+  verified    `Decompilation.verified` (`compiled.verify`): the decompiled
               program computes what the weights compute;
   functional  the decompiled program gives the library program's outputs
               (tracr's RASP evaluator) on every check input: all inputs when
@@ -36,8 +36,10 @@ from absl import app, flags, logging
 from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
+from compiled import inputs as inputs_lib
 from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
 from meta_model import decompiler as decompiler_lib
+from meta_model import search
 from meta_model.errors import UserError
 from rasp_gen import functional
 
@@ -120,39 +122,6 @@ class Row:
   message: str = ""
 
 
-# What tracr's RASP evaluator raises for a program that fails on an input
-# (as in rasp_gen.functional).
-_RUN_ERRORS = (ValueError, TypeError, ArithmeticError, KeyError)
-
-
-def _same_value(a: Any, b: Any) -> bool:
-  if a is None or b is None:
-    return a is None and b is None
-  if isinstance(a, (int, float, np.number)) and isinstance(
-      b, (int, float, np.number)):
-    return abs(a - b) <= functional.TOLERANCE
-  return a == b
-
-
-def computes_same(candidate: rasp.SOp, reference: rasp.SOp,
-                  inputs: Sequence[Sequence]) -> bool:
-  """`functional.same_function` for tracr SOps (lib programs are not
-  rasp_gen Programs: their lambdas are not in the function table)."""
-  for xs in inputs:
-    try:
-      expected = rasp.evaluate(reference, list(xs))
-    except _RUN_ERRORS:
-      continue
-    try:
-      got = rasp.evaluate(candidate, list(xs))
-    except _RUN_ERRORS:
-      return False
-    if len(got) != len(expected) or not all(
-        _same_value(g, e) for g, e in zip(got, expected)):
-      return False
-  return True
-
-
 def short_rows(rows: list[list[str]]) -> str:
   """`SELECT PRED_EQ tokens tokens v1; SELECTOR_WIDTH v1 v2`."""
   return "; ".join(" ".join(name for name in row if name != NA)
@@ -190,11 +159,10 @@ def run_one(entry: LibProgram, decompiler: decompiler_lib.Decompiler,
     row.verified = row.functional = False
   else:
     row.verified = result.verified
-    inputs = functional.check_inputs(
-        entry.vocab, entry.max_seq_len, np.random.default_rng(0),
-        num_random=options.num_check_inputs,
-        exhaustive_limit=options.exhaustive_limit)
-    row.functional = computes_same(result.program, sop, inputs)
+    inputs = inputs_lib.check_inputs(
+        np.random.default_rng(0), inputs_lib.sorted_vocab(entry.vocab),
+        entry.max_seq_len, options.num_check_inputs, options.exhaustive_limit)
+    row.functional = functional.same_function(result.program, sop, inputs)
   row.seconds = time.perf_counter() - start
   return row
 
@@ -248,17 +216,17 @@ def select(names: Sequence[str]) -> tuple[LibProgram, ...]:
 def _define_flags() -> None:
   flags.DEFINE_string("workdir", None, "A train.py workdir: the meta-model "
                       "(config.json and latest checkpoint) that decompiles.")
-  flags.DEFINE_integer("beam_size", 32, "Beam candidates for "
+  flags.DEFINE_integer("beam_size", search.BEAM_SIZE, "Beam candidates for "
                        "search-and-verify decoding (Decompiler.decompile).")
   flags.DEFINE_string("out", None, "Also write the markdown table to this "
                       "file.")
   flags.DEFINE_list("programs", [], "Only these lib functions (e.g. "
                     "make_hist,shift_by); default: all of LIB_PROGRAMS.")
-  flags.DEFINE_integer("num_check_inputs", 64, "Random check inputs (for "
+  flags.DEFINE_integer("num_check_inputs", inputs_lib.NUM_CHECK_INPUTS, "Random check inputs (for "
                        "the decompiler's verification and the functional "
                        "check) "
                        "when there are more than --exhaustive_limit inputs.")
-  flags.DEFINE_integer("exhaustive_limit", 5000, "Check on every input "
+  flags.DEFINE_integer("exhaustive_limit", inputs_lib.EXHAUSTIVE_LIMIT, "Check on every input "
                        "sequence when there are at most this many.")
   flags.mark_flags_as_required(["workdir"])
 

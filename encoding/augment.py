@@ -15,8 +15,8 @@ sums a single nonzero term), so permuting never changes a weight's value.
 
 import numpy as np
 
-from encoding import params as params_lib
-from encoding.params import Params
+from compiled import params as params_lib
+from compiled.params import Params
 
 _READERS = tuple(f"attn/{n}" for n in ("query", "key", "value")) + (
     "mlp/linear_1",)

@@ -38,10 +38,10 @@ from typing import Any, Optional, Sequence
 import ml_collections
 import numpy as np
 
-from encoding import params as params_lib
+from compiled import params as params_lib
+from compiled.compiler import OutputDecoding
+from compiled.params import Params
 from encoding.limits import LimitExceeded
-from encoding.params import Params
-from rasp_gen.compiler import OutputDecoding
 
 NODE_TYPES = ("PAD", "RESIDUAL", "TOKEN", "POSITION", "HEAD", "QK", "OV",
               "NEURON", "OUTPUT", "OUTPUT_NUMERICAL")

@@ -50,13 +50,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from compiled import params as params_lib
+from compiled import forward
 from encoding import augment as augment_lib
 from encoding import graph as graph_lib
-from encoding import params as params_lib
 from encoding import tokens, weights
 from encoding.limits import LimitExceeded
 from encoding.vocabulary import NUM_COLUMNS, PAD
-from rasp_gen import forward, records
+from rasp_gen import records
 
 Example = dict[str, np.ndarray]
 AUGMENTATIONS = ("none", "permute", "rotate")
@@ -95,7 +96,7 @@ def encode_weights_of(record: records.Record,
                       config: ml_collections.ConfigDict) -> Example:
   """The record's weights as `config.input.encoder` encodes them (unbatched).
 
-  `record` may also be a `rasp_gen.saved.SavedModel` (the same fields).
+  `record` may also be a `compiled.saved.SavedModel` (the same fields).
   Blocks come padded to `weights.max_blocks`, graphs unpadded; LimitExceeded
   if the model does not fit.
   """

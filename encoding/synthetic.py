@@ -7,7 +7,8 @@ writes.
 
 import ml_collections
 
-from rasp_gen import compiler, convert, records, sampler
+from compiled import compiler
+from rasp_gen import convert, records, sampler
 from rasp_gen.program import Instruction, Operator, Program
 
 # Sampled programs almost never put two attention heads in one layer; this

@@ -42,9 +42,9 @@ from typing import Optional
 import ml_collections
 import numpy as np
 
-from encoding import params as params_lib
+from compiled import params as params_lib
+from compiled.params import Params
 from encoding.limits import LimitExceeded
-from encoding.params import Params
 
 # Block kinds; 0 marks padding blocks.
 KINDS = ("PAD", "TOKEN_EMBED", "POS_EMBED", "QUERY", "KEY", "VALUE", "OUTPUT",

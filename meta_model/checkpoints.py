@@ -22,9 +22,9 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from meta_model import build
-from meta_model.errors import UserError
 from meta_model import model as model_lib
 from meta_model import optimizer as optimizer_lib
+from meta_model.errors import UserError
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"

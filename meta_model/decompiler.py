@@ -11,7 +11,7 @@ checkpoint. The beam search is jitted once per beam size and weight-shape
 bucket and reused by every later `decompile` call.
 
 `decompile` encodes the weights, runs the beam search and checks the
-candidates best first with `encoding.verify` (the same check inputs as
+candidates best first with `compiled.verify` (the same check inputs as
 `verify.verify(program, model)` with the same options), returning the best
 verified candidate (and the other verified ones), or, when none verifies,
 the best decodable one with the evidence against it.
@@ -32,13 +32,15 @@ import numpy as np
 from flax import nnx
 from tracr.rasp import rasp
 
-from encoding import params as params_lib
-from encoding import pipeline, tokens, verify
+from compiled import inputs
+from compiled import params as params_lib
+from compiled import saved, verify
+from encoding import pipeline, tokens
 from encoding.limits import LimitExceeded
 from encoding.vocabulary import PAD
 from meta_model import build, checkpoints, decode, search
 from meta_model.errors import UserError
-from rasp_gen import convert, saved
+from rasp_gen import convert
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +54,7 @@ class Decompilation:
       PROGRAM_START to PROGRAM_END.
     python: runnable tracr.rasp source binding `program` ("" if none).
     verified: the program computes what the weights compute
-      (`encoding.verify`).
+      (`compiled.verify`).
     evidence: the verification: `num_inputs`, `num_agreeing`, `exhaustive`,
       `first_difference` (input, from the weights, from the program) and
       `reason` (when no candidate decodes: nothing checked, and the reason
@@ -173,9 +175,9 @@ class Decompiler:
         end_id=self._ids["end_id"], pad_id=self._ids["pad_id"])
     return np.asarray(beams_BxKxRx5[0])
 
-  def decompile(self, model: Any, beam_size: int = 32, *,
-                exhaustive_limit: int = verify.EXHAUSTIVE_LIMIT,
-                num_check_inputs: int = verify.NUM_RANDOM,
+  def decompile(self, model: Any, beam_size: int = search.BEAM_SIZE, *,
+                exhaustive_limit: int = inputs.EXHAUSTIVE_LIMIT,
+                num_check_inputs: int = inputs.NUM_CHECK_INPUTS,
                 seed: int = 0) -> Decompilation:
     """Decompiles `model` (a tracr AssembledTransformerModel or a saved
     file's path) and verifies the result against its weights.

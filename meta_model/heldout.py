@@ -12,7 +12,7 @@ randomly permuted residual stream (encoding/augment.py):
   verified_*          the same for search-and-verify decoding
                       (`meta_model.search`): of the beam's candidates, the
                       best-scoring one that computes what the given weights
-                      compute (`encoding.verify`); the top candidate when
+                      compute (`compiled.verify`); the top candidate when
                       none verifies.
 Beside them, per split: token accuracy by row column (operator, arg1-arg3,
 return variable) and, for the function slot (arg1 of MAP, SEQUENCE_MAP and
@@ -36,12 +36,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from encoding import pipeline, tokens, verify
+from compiled import inputs as inputs_lib
+from compiled import saved, verify
+from encoding import pipeline, tokens
 from encoding.limits import LimitExceeded
 from meta_model import build, checkpoints, decode, search
 from meta_model import loss as loss_lib
 from meta_model.errors import UserError
-from rasp_gen import dataset, functional, functions, records, saved
+from rasp_gen import dataset, functional, functions, records
 from rasp_gen.program import Program, canonicalize
 
 # Example i's check inputs come from rng([CHECK_SEED, i]) and its residual
@@ -57,19 +59,21 @@ def default_options() -> ml_collections.ConfigDict:
       split="test",  # Dataset split.
       data_dir="",  # Dataset; "" means the run's (its config's data_dir).
       num_examples=0,  # The split's first N records; 0 means all.
-      beam_size=32,  # Candidates for search-and-verify (bench/beam_widths.py).
-      num_check_inputs=64,  # Random check inputs when there are more than
-      exhaustive_limit=2000))  # this many input sequences (else all).
+      # Candidates for search-and-verify (bench/beam_widths.py).
+      beam_size=search.BEAM_SIZE,
+      # Random check inputs when there are more than exhaustive_limit input
+      # sequences; else every input (compiled.inputs).
+      num_check_inputs=inputs_lib.NUM_CHECK_INPUTS,
+      exhaustive_limit=inputs_lib.EXHAUSTIVE_LIMIT))
 
 
 def check_inputs(weights: saved.SavedModel, index: int,
                  options: ml_collections.ConfigDict) -> list[list]:
   """The inputs example `index` is checked on: the same in every run."""
-  return functional.check_inputs(
-      weights.vocab, weights.max_seq_len,
+  return inputs_lib.check_inputs(
       np.random.default_rng([CHECK_SEED, index]),
-      num_random=options.num_check_inputs,
-      exhaustive_limit=options.exhaustive_limit)
+      inputs_lib.sorted_vocab(weights.vocab), weights.max_seq_len,
+      options.num_check_inputs, options.exhaustive_limit)
 
 
 def choose_verified(candidates_KxRx5: np.ndarray,

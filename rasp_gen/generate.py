@@ -4,7 +4,7 @@ r"""Writes the compiled dataset: sample -> compile -> dedupe -> split -> shard.
       [--config.num_programs=200] [--shard_index=k --num_shards=n]
 
 Program i (0 <= i < num_programs) is `sample_program(sampler_rng(seed, i))`,
-compiled with `rasp_gen.compiler` and tracr's default BOS/PAD names. The work
+compiled with `compiled.compiler` and tracr's default BOS/PAD names. The work
 has two phases, so that resume and determinism are easy to check:
 
 1. Chunks (parallel, resumable). Chunk c is sample indices
@@ -70,7 +70,8 @@ from array_record.python import array_record_module
 from ml_collections import config_flags
 import tqdm
 
-from rasp_gen import compiler, dataset, records, sampler
+from compiled import compiler
+from rasp_gen import dataset, records, sampler
 
 CONFIG_FILE = "generate_config.json"
 CHUNKS_DIR = "chunks"

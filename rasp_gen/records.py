@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 from flax import serialization
 
-from rasp_gen import compiler
+from compiled import compiler
 from rasp_gen.program import Encoding, Instruction, Operator, Program
 
 Params = dict[str, dict[str, np.ndarray]]

@@ -7,7 +7,7 @@ meaningful and never collapses to a constant. A grown program is kept only if
 its canonical form has the drawn length (no dead code), tracr's dynamic
 validation accepts it on random inputs, its output is not (nearly) constant
 over them, it compiles (with the fast compiler, ~10 ms), and it is faithful:
-its compiled weights, run by `rasp_gen.forward` and decoded as tracr does,
+its compiled weights, run by `compiled.forward` and decoded as tracr does,
 give exactly `rasp.evaluate`'s output, typed, on every check input (all
 inputs when there are at most `faithful_exhaustive_limit`, else the
 validation inputs, `num_faithful_inputs` more random ones and every constant
@@ -29,7 +29,8 @@ import numpy as np
 from tracr.compiler import validating
 from tracr.rasp import rasp
 
-from rasp_gen import compiler, convert, forward, functions, labels
+from compiled import compare, compiler, forward, inputs as inputs_lib
+from rasp_gen import convert, functions, labels
 from rasp_gen.program import (INDICES, TOKENS, Encoding, Instruction,
                               Operator, Program, canonicalize)
 
@@ -240,38 +241,6 @@ def _grow(builder: _Builder, length: int) -> Optional[Program]:
   return program
 
 
-def random_inputs(rng: np.random.Generator, vocab: Sequence, max_seq_len: int,
-                  count: int) -> list[list]:
-  """Random input sequences, half of full length, half of random length."""
-  inputs = []
-  for i in range(count):
-    length = max_seq_len if i % 2 == 0 else int(rng.integers(1, max_seq_len + 1))
-    inputs.append([vocab[int(j)] for j in rng.integers(len(vocab), size=length)])
-  return inputs
-
-
-def num_sequences(vocab_size: int, max_seq_len: int) -> int:
-  """How many input sequences of length 1..max_seq_len there are."""
-  return sum(vocab_size**n for n in range(1, max_seq_len + 1))
-
-
-def check_inputs(rng: np.random.Generator, vocab: Sequence, max_seq_len: int,
-                 num_random: int, exhaustive_limit: int) -> list[list]:
-  """Inputs to check a program (or weights) on.
-
-  Every sequence of every length 1..max_seq_len (shortest first, in `vocab`
-  order) when there are at most `exhaustive_limit`; otherwise `num_random`
-  random ones (`random_inputs`) and then each token repeated max_seq_len
-  times, the input that random draws almost never hit and that e.g. a
-  SelectorWidth over equal tokens needs to reach its largest width.
-  """
-  if num_sequences(len(vocab), max_seq_len) <= exhaustive_limit:
-    return [list(xs) for n in range(1, max_seq_len + 1)
-            for xs in itertools.product(vocab, repeat=n)]
-  return (random_inputs(rng, vocab, max_seq_len, num_random)
-          + [[token] * max_seq_len for token in vocab])
-
-
 def _rejection(sop: rasp.SOp, inputs: list[list], max_output_share: float,
                outputs: dict[tuple, list]) -> Optional[str]:
   """Why the program is unusable on these inputs, or None.
@@ -310,13 +279,13 @@ def first_unfaithful(sop: rasp.SOp, compiled: compiler.CompiledModel,
   """The first input on which `compiled` does not compute `sop`, or None.
 
   Returned as (input, decoded output of the weights, `rasp.evaluate`'s
-  output or the error it raised); see `forward.compare` (and its `known`).
+  output or the error it raised); see `compare.compare` (and its `known`).
   """
   output = compiled.output_decoding
   from_weights = forward.outputs(
       compiled.params, compiled.num_heads, compiled.input_tokens, output,
       inputs, compiler_bos, compiled.causal)
-  return forward.compare(sop, inputs, from_weights, output.numerical,
+  return compare.compare(sop, inputs, from_weights, output.numerical,
                          known=known)[2]
 
 
@@ -347,7 +316,7 @@ def sample_program(rng: np.random.Generator,
     if program is None or len(program) != length:
       rejections["no_program"] += 1
       continue
-    inputs = random_inputs(rng, vocab, max_seq_len, config.num_check_inputs)
+    inputs = inputs_lib.random_inputs(rng, vocab, max_seq_len, config.num_check_inputs)
     sop = convert.to_rasp(program)
     outputs = {}
     reason = _rejection(sop, inputs, config.max_output_share, outputs)
@@ -363,9 +332,9 @@ def sample_program(rng: np.random.Generator,
       rejections["does_not_compile"] += 1
       continue
     # The validation inputs (already evaluated) are checked too.
-    faithful_inputs = check_inputs(rng, vocab, max_seq_len,
-                                   config.num_faithful_inputs,
-                                   config.faithful_exhaustive_limit)
+    faithful_inputs = inputs_lib.check_inputs(
+        rng, vocab, max_seq_len, config.num_faithful_inputs,
+        config.faithful_exhaustive_limit)
     if len(faithful_inputs) > config.faithful_exhaustive_limit:
       faithful_inputs = inputs + faithful_inputs
     difference = first_unfaithful(sop, compiled, faithful_inputs,

@@ -7,8 +7,9 @@ import ml_collections
 import pytest
 from tracr.rasp import rasp
 
+from compiled import verify
 from configs import tiny
-from encoding import tokens, verify
+from encoding import tokens
 from encoding.vocabulary import NA, PROGRAM_END, PROGRAM_START
 from meta_model import decompiler, fit, heldout
 from rasp_gen import convert
@@ -45,7 +46,7 @@ def _names(program: Program) -> tuple[tuple[str, ...], ...]:
 
 class _Answers:
   """A stand-in Decompiler that always answers `program`, verified as
-  encoding.verify says."""
+  compiled.verify says."""
 
   def __init__(self, program: Program):
     self.program = program

@@ -1,4 +1,4 @@
-"""rasp_gen.compiler must reproduce stock tracr's parameters bit for bit.
+"""compiled.compiler must reproduce stock tracr's parameters bit for bit.
 
 Stock compilation costs ~1-3 s per new model shape on CPU (haiku init JIT),
 so the default run checks a representative subset (~10 stock compiles).
@@ -17,7 +17,7 @@ from tracr.compiler import compiling, lib, test_cases
 from tracr.rasp import rasp
 from tracr.transformer import encoder
 
-from rasp_gen import compiler
+from compiled import compiler
 
 FULL = os.environ.get("COMPILER_TEST_FULL") == "1"
 

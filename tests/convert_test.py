@@ -5,6 +5,7 @@ import pytest
 from tracr.compiler import lib
 from tracr.rasp import rasp
 
+from compiled import inputs as inputs_lib
 from configs import data
 from rasp_gen import convert, functions, sampler
 from rasp_gen.program import canonicalize
@@ -58,7 +59,7 @@ def test_python_source_builds_the_same_program():
     exec(convert.to_python(sample.program), namespace)  # pylint: disable=exec-used
     built = namespace["program"]
     expected = convert.to_rasp(sample.program)
-    for xs in sampler.random_inputs(np.random.default_rng(index), sample.vocab,
+    for xs in inputs_lib.random_inputs(np.random.default_rng(index), sample.vocab,
                                     sample.max_seq_len, 4):
       assert built(xs) == expected(xs)
     assert rasp.is_numerical(built) == rasp.is_numerical(expected)

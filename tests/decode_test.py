@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from meta_model import testing
+import tiny_model as testing
 from meta_model.decode import beam_search, greedy_decode
 from meta_model.model import NEG_INF, MetaModel
 

@@ -1,4 +1,4 @@
-"""meta_model.decompiler, encoding.verify and their command lines, on stock
+"""meta_model.decompiler, compiled.verify and their command lines, on stock
 tracr models and the tiny config's trained meta-model."""
 
 import dataclasses
@@ -12,12 +12,13 @@ import pytest
 from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
+from compiled import verify
+from compiled import compiler, saved
 from configs import tiny
-from encoding import verify
 from encoding.vocabulary import PROGRAM_END, PROGRAM_START
 from meta_model import decompiler, fit
 from meta_model.errors import UserError
-from rasp_gen import compiler, convert, saved
+from rasp_gen import convert
 from rasp_gen.program import Instruction, Operator, Program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -162,15 +163,15 @@ def test_decompile_edit_verify_loop_on_the_command_line(workdir, tmp_path):
   # The hypothesis check: the printed form, edited by hand.
   program = tmp_path / "prog.py"
   program.write_text(convert.to_python(_hist_program("PRED_EQ")))
-  run = _run("-m", "encoding.verify", f"--model={path}",
+  run = _run("-m", "compiled.verify", f"--model={path}",
              f"--program={program}")
   assert run.returncode == 0 and run.stdout.startswith("verified"), run
   program.write_text(convert.to_python(_hist_program("PRED_LT")))
-  run = _run("-m", "encoding.verify", f"--model={path}",
+  run = _run("-m", "compiled.verify", f"--model={path}",
              f"--program={program}")
   assert run.returncode == 1 and "first differing input: [" in run.stdout
   program.write_text("program = 3\n")
-  run = _run("-m", "encoding.verify", f"--model={path}",
+  run = _run("-m", "compiled.verify", f"--model={path}",
              f"--program={program}")
   assert run.returncode == 2
   assert run.stderr.strip().count("\n") == 0 and "SOp" in run.stderr

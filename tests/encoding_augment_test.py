@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from compiled import compiler
 from configs import data
-from encoding import augment, forward, synthetic
-from rasp_gen import compiler
+import single_sequence as forward
+from encoding import augment, synthetic
 
 BOS = compiler.COMPILER_BOS
 

@@ -9,13 +9,14 @@ import ml_collections
 import numpy as np
 import pytest
 
+from compiled import compiler, saved
 from configs import tiny
 from encoding import tokens
 from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
 from meta_model import fit, heldout
-from meta_model.errors import UserError
 from meta_model import loss as loss_lib
-from rasp_gen import compiler, convert, functions, records, saved
+from meta_model.errors import UserError
+from rasp_gen import convert, functions, records
 from rasp_gen.program import Instruction, Operator, Program
 
 MAX_ROWS = 8

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from compiled import inputs as inputs_lib
 from rasp_gen import functional
 from rasp_gen.program import Encoding, Instruction, Operator, Program
 
@@ -17,7 +18,8 @@ def program(*rows) -> Program:
 
 
 def _inputs():
-  return functional.check_inputs(VOCAB, 4, np.random.default_rng(0), 50,
+  return inputs_lib.check_inputs(np.random.default_rng(0),
+                                 inputs_lib.sorted_vocab(VOCAB), 4, 50,
                                  exhaustive_limit=1000)
 
 
@@ -29,7 +31,8 @@ SHIFT = program((M, "LAM_SUB_1", ("indices",), "q"),
 
 
 def test_check_inputs_enumerates_all_short_sequences():
-  inputs = functional.check_inputs({2, 1}, 3, np.random.default_rng(0), 5,
+  inputs = inputs_lib.check_inputs(np.random.default_rng(0),
+                                   inputs_lib.sorted_vocab({2, 1}), 3, 5,
                                    exhaustive_limit=14)
   assert len(inputs) == 2 + 4 + 8
   assert inputs[:3] == [[1], [2], [1, 1]]
@@ -37,8 +40,9 @@ def test_check_inputs_enumerates_all_short_sequences():
 
 
 def test_check_inputs_samples_when_there_are_too_many():
-  draw = lambda seed: functional.check_inputs(
-      {2, 1}, 3, np.random.default_rng(seed), 5, exhaustive_limit=13)
+  draw = lambda seed: inputs_lib.check_inputs(
+      np.random.default_rng(seed), inputs_lib.sorted_vocab({2, 1}), 3, 5,
+      exhaustive_limit=13)
   inputs = draw(0)
   assert len(inputs) == 5 + 2 and inputs == draw(0)
   assert all(1 <= len(xs) <= 3 and set(xs) <= {1, 2} for xs in inputs)

@@ -9,12 +9,13 @@ import pytest
 from flax import nnx
 from tracr.rasp import rasp
 
+from compiled import params as params_lib
+from compiled import compiler
 from configs import data
 from encoding import augment, graph, tokens
-from encoding import params as params_lib
 from encoding.limits import LimitExceeded
 from meta_model import model as model_lib
-from rasp_gen import compiler, sampler
+from rasp_gen import sampler
 
 
 def _sampler_config():

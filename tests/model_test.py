@@ -8,7 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
-from meta_model import testing
+import tiny_model as testing
 from meta_model.loss import loss_and_metrics
 from meta_model.model import NEG_INF, MetaModel
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from rasp_gen import compiler, records
+from compiled import compiler
+from rasp_gen import records
 from rasp_gen.program import Instruction, Operator, Program
 
 PROGRAM = Program((Instruction(Operator.MAP, "LAM_LT_2", ("tokens",), "v1"),))

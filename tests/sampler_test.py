@@ -10,9 +10,11 @@ import pytest
 from tracr.compiler import validating
 from tracr.rasp import rasp
 
+from compiled import inputs as inputs_lib
+from compiled import compiler
 from configs import data
 from encoding import graph
-from rasp_gen import compiler, convert, sampler
+from rasp_gen import convert, sampler
 from rasp_gen.program import (Encoding, Instruction, Operator, Program,
                               canonicalize, validate)
 
@@ -42,7 +44,7 @@ def test_samples_are_not_constant_and_pass_dynamic_validation():
   rng = np.random.default_rng(0)
   for sample in _samples(3, 100):
     sop = convert.to_rasp(sample.program)
-    inputs = sampler.random_inputs(rng, sample.vocab, sample.max_seq_len, 32)
+    inputs = inputs_lib.random_inputs(rng, sample.vocab, sample.max_seq_len, 32)
     full = [xs for xs in inputs if len(xs) == sample.max_seq_len]
     outputs = {tuple(rasp.evaluate(sop, xs)) for xs in full}
     assert len(outputs) > 1 or len(full) < 4, sample.program
@@ -88,7 +90,7 @@ def _first_unfaithful(program, vocab, max_seq_len, inputs):
 
 
 def test_selector_width_of_ten_is_unfaithful_at_max_seq_len_ten():
-  inputs = sampler.check_inputs(np.random.default_rng(0), (0, 1, 2), 10,
+  inputs = inputs_lib.check_inputs(np.random.default_rng(0), (0, 1, 2), 10,
                                 num_random=4, exhaustive_limit=500)
   assert _first_unfaithful(WIDTH, (0, 1, 2), 9, [
       xs[:9] for xs in inputs]) is None
@@ -110,7 +112,7 @@ def test_aggregate_that_selects_nothing_decodes_to_none():
   lookup = _program((Operator.MAP, "LAM_ADD_3", ("tokens",), "v1"),
                     (Operator.SELECT, "PRED_EQ", ("indices", "v1"), "v2"),
                     (Operator.AGGREGATE, None, ("v2", "tokens"), "v3"))
-  inputs = sampler.check_inputs(None, (0, 1), 5, 0, exhaustive_limit=100)
+  inputs = inputs_lib.check_inputs(None, (0, 1), 5, 0, exhaustive_limit=100)
   assert rasp.evaluate(convert.to_rasp(lookup), [0, 1, 0, 1]) == [
       1, None, 1, None]
   assert _first_unfaithful(lookup, (0, 1), 5, inputs) is None
@@ -121,7 +123,7 @@ def test_samples_are_faithful_and_rejections_are_counted(monkeypatch):
   config.vocab_size, config.max_seq_len = (3, 3), (4, 5)  # Exhaustive.
   samples = _samples(0, 20, config)
   for sample in samples:
-    inputs = sampler.check_inputs(None, sample.vocab, sample.max_seq_len, 0,
+    inputs = inputs_lib.check_inputs(None, sample.vocab, sample.max_seq_len, 0,
                                   exhaustive_limit=500)
     assert sampler.first_unfaithful(convert.to_rasp(sample.program),
                                     sample.compiled, inputs) is None
@@ -175,7 +177,7 @@ def test_canonical_labels_rename_without_changing_the_weights():
     assert (a.vocab, a.max_seq_len) == (b.vocab, b.max_seq_len)
     assert len(a.program) == len(b.program)
     renamed += a.program != b.program
-    for xs in sampler.random_inputs(rng, a.vocab, a.max_seq_len, 8):
+    for xs in inputs_lib.random_inputs(rng, a.vocab, a.max_seq_len, 8):
       assert (rasp.evaluate(convert.to_rasp(a.program), xs)
               == rasp.evaluate(convert.to_rasp(b.program), xs))
     assert a.compiled.output_decoding == b.compiled.output_decoding

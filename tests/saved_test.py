@@ -8,9 +8,9 @@ import pytest
 from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
-from rasp_gen import compiler, saved
-from rasp_gen.compiler import OutputDecoding
-from rasp_gen.saved import META_KEY
+from compiled import compiler, saved
+from compiled.compiler import OutputDecoding
+from compiled.saved import META_KEY
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from tracr.compiler import compiling
 
+from compiled import compiler
 from configs import data
-from encoding import forward, synthetic
-from rasp_gen import compiler, convert, sampler
+import single_sequence as forward
+from encoding import synthetic
+from rasp_gen import convert, sampler
 
 BOS = compiler.COMPILER_BOS
 

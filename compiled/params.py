@@ -1,6 +1,6 @@
 """The layout of a tracr params dict, checked before anything reads it.
 
-tracr (and `rasp_gen.compiler`) produce haiku-style dicts:
+tracr (and `compiled.compiler`) produce haiku-style dicts:
 
   token_embed/embeddings                 [vocab, d_model]
   pos_embed/embeddings                   [max_seq_len + 1, d_model]

@@ -1,10 +1,10 @@
-"""meta_model.testing's fixtures look like the data they stand in for."""
+"""tests/tiny_model.py's fixtures look like the data they stand in for."""
 
 import numpy as np
 
 from encoding import tokens
 from encoding.vocabulary import NA, PROGRAM_END, PROGRAM_START
-from meta_model import testing
+import tiny_model as testing
 from rasp_gen.program import Instruction, Operator, Program
 
 

@@ -28,8 +28,8 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from rasp_gen import compiler, forward
-from rasp_gen.compiler import OutputDecoding
+from compiled import compiler, forward
+from compiled.compiler import OutputDecoding
 
 Params = dict[str, dict[str, np.ndarray]]
 PathLike = Union[str, os.PathLike]

@@ -4,15 +4,14 @@ The forward pass is tracr's compiled model (no layer norm, ReLU MLPs, logits
 scaled by 1/sqrt(key_size), residual connections, attention optionally
 causal) in float64 numpy, batched over inputs (padded). `outputs` runs
 it on input sequences (one padded batch) and decodes the result with a model's
-`compiler.OutputDecoding`, as tracr does; `compare` sets those outputs next
-to `rasp.evaluate`'s. The sampler uses them to keep only programs that
-tracr compiles faithfully, `encoding/verify.py` to verify candidates.
+`compiler.OutputDecoding`, as tracr does (`compiled.compare` sets those
+outputs next to a program's). The sampler uses them to keep only programs
+that tracr compiles faithfully, `compiled.verify` to verify candidates.
 
-This module checks only what it reads; `encoding.params.check_params`
+This module checks only what it reads; `compiled.params.check_params`
 validates a whole params dict first where the input is untrusted.
 """
 
-import numbers
 import re
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -20,15 +19,9 @@ import numpy as np
 from tracr.craft import bases
 from tracr.rasp import rasp
 
-from rasp_gen.compiler import OutputDecoding
+from compiled.compiler import OutputDecoding
 
 Params = Mapping[str, Mapping[str, np.ndarray]]
-
-# A numerical output read off the weights equals the program's within this
-# (float32 weights, softmax attention that leaves ~1e-20 on BOS).
-NUMERICAL_TOLERANCE = 1e-4
-# What tracr's RASP evaluator raises for a program that fails on an input.
-RUN_ERRORS = (ValueError, TypeError, ArithmeticError, KeyError, IndexError)
 
 # A categorical output position whose output directions are all below this
 # holds no value (see `decode`).
@@ -191,66 +184,3 @@ def outputs(params: Params, num_heads: int, tokens: Sequence[Any],
   if residuals is not None:
     residuals.extend(r[:n] for r, n in zip(residual_BxTxD, lengths_B))
   return [row[:n - 1] for row, n in zip(decoded, lengths_B)]
-
-
-def _plain(value: Any) -> Any:
-  return value.item() if isinstance(value, np.generic) else value
-
-
-def same_output(from_weights: Sequence, from_program: Sequence,
-                numerical: bool) -> bool:
-  """Do the weights' decoded output and the program's agree, typed?
-
-  Categorical values must be equal and of the same type (`True` is not
-  `1`); numerical ones equal within NUMERICAL_TOLERANCE. A program's None
-  equals only a None the weights decode to (see `decode`); a numerical
-  None equals nothing.
-  """
-  if len(from_weights) != len(from_program):
-    return False
-  for expected, got in zip(from_weights, from_program):
-    got = _plain(got)
-    if numerical:
-      if not isinstance(got, numbers.Real) or not abs(
-          float(got) - expected) <= NUMERICAL_TOLERANCE:
-        return False
-    elif type(got) is not type(expected) or got != expected:
-      return False
-  return True
-
-
-def compare(sop: rasp.SOp, inputs: Sequence[Sequence],
-            from_weights: Sequence[Sequence], numerical: bool,
-            stop_early: bool = True,
-            known: Optional[Mapping[tuple, Sequence]] = None
-            ) -> tuple[int, int, Optional[tuple[list, list, Any]]]:
-  """`rasp.evaluate(sop, xs)` against the weights' output on each input.
-
-  Returns (inputs checked, inputs agreeing, first difference), the last as
-  (input, output from the weights, output from the program) or None. A
-  program that raises on an input disagrees there; its output is then the
-  exception's text. With `stop_early` the check ends at the first
-  difference. `known` maps `tuple(xs)` to `sop`'s output where the caller
-  has already evaluated it.
-  """
-  checked = agreeing = 0
-  first = None
-  known = known or {}
-  for xs, expected in zip(inputs, from_weights):
-    checked += 1
-    try:
-      got = known.get(tuple(xs))
-      if got is None:
-        got = rasp.evaluate(sop, list(xs))
-    except RUN_ERRORS as error:
-      got, same = f"{type(error).__name__}: {error}", False
-    else:
-      same = same_output(expected, got, numerical)
-    if same:
-      agreeing += 1
-      continue
-    if first is None:
-      first = (list(xs), list(expected), got)
-    if stop_early:
-      break
-  return checked, agreeing, first

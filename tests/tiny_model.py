@@ -1,4 +1,4 @@
-"""A tiny model config and random, well-formed batches for tests and benchmarks.
+"""A tiny model config and random, well-formed batches for the model tests.
 
 The vocabulary is made up (PAD, NA, START, END, then operators and other
 tokens); it only has to respect the batch contract of the encoding package.

@@ -4,14 +4,14 @@ One public entry point:
 
     verify(program, model) -> Verification
 
-`program` is any `tracr.rasp` SOp (or a `rasp_gen.program.Program`), `model`
-a tracr `AssembledTransformerModel`, a `rasp_gen.saved.SavedModel` or a saved
-file's path. The program is verified iff, on every check input, its output
+`program` is any `tracr.rasp` SOp (`rasp_gen.convert.to_rasp` makes one of a
+`Program`), `model` a tracr `AssembledTransformerModel`, a
+`compiled.saved.SavedModel` or a saved file's path. The program is verified iff, on every check input, its output
 (tracr's `rasp.evaluate`; raising counts as disagreeing) equals what the
 WEIGHTS compute, read with the model's output decoding: typed for a
 categorical output (`[0, 1]` is not `[False, True]`; a position where the
-weights set no output direction reads as None, see `rasp_gen.forward`),
-within `forward.NUMERICAL_TOLERANCE` for a numerical one, and with the same
+weights set no output direction reads as None, see `compiled.forward`),
+within `compare.NUMERICAL_TOLERANCE` for a numerical one (`compare`), and with the same
 encoding (a categorical program does not verify numerical weights).
 
 Check inputs: every input sequence when there are at most `exhaustive_limit`
@@ -35,7 +35,7 @@ build the weights' side once with `reference(model, inputs)` and call
 
 As a command, a hypothesis check that needs no meta-model:
 
-  python -m encoding.verify --model=MODEL.npz --program=prog.py
+  python -m compiled.verify --model=MODEL.npz --program=prog.py
 
 where prog.py binds `program` to a tracr.rasp SOp (the form `eval.py
 --decompile` prints). It prints `describe`'s verdict and exits 0 when the
@@ -50,13 +50,11 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from tracr.rasp import rasp
 
-from encoding import params as params_lib
-from rasp_gen import compiler, convert, forward, saved, sampler
-from rasp_gen.program import Program, validate
-
-# Every input when there are at most this many; else NUM_RANDOM random ones.
-EXHAUSTIVE_LIMIT = 2000
-NUM_RANDOM = 64
+from compiled import compare, compiler, forward
+from compiled import inputs as inputs_lib
+from compiled import params as params_lib
+from compiled import saved
+from compiled.inputs import EXHAUSTIVE_LIMIT, NUM_CHECK_INPUTS
 # Residual values are compared after rounding to this many decimals: the two
 # models add the same terms in a different order.
 DECIMALS = 4
@@ -116,7 +114,7 @@ def load_model(model: ModelLike) -> saved.SavedModel:
   if hasattr(model, "input_encoder") and hasattr(model, "params"):
     return saved.from_tracr(model)
   raise TypeError(f"cannot verify against a {type(model).__name__}: pass a "
-                  "tracr AssembledTransformerModel, a rasp_gen.saved."
+                  "tracr AssembledTransformerModel, a compiled.saved."
                   "SavedModel or the path of a saved model")
 
 
@@ -136,10 +134,10 @@ def _run(model: saved.SavedModel, inputs: Sequence[Sequence],
 
 def reference(model: ModelLike, inputs: Optional[Sequence[Sequence]] = None,
               *, exhaustive_limit: int = EXHAUSTIVE_LIMIT,
-              num_random: int = NUM_RANDOM, seed: int = 0) -> Reference:
+              num_random: int = NUM_CHECK_INPUTS, seed: int = 0) -> Reference:
   """Runs the weights once on the check inputs.
 
-  `inputs` default to `sampler.check_inputs` (all inputs when at most
+  `inputs` default to `inputs.check_inputs` (all inputs when at most
   `exhaustive_limit`, else `num_random` random ones from `seed` and the
   constant sequences); given inputs count as exhaustive when they cover
   every sequence of length 1..max_seq_len.
@@ -155,16 +153,16 @@ def reference(model: ModelLike, inputs: Optional[Sequence[Sequence]] = None,
                      "save_compiled(path, tracr_model) or num_heads=...")
   params_lib.check_num_heads(layout, model.num_heads)
   if inputs is None:
-    inputs = sampler.check_inputs(np.random.default_rng(seed),
-                                  list(model.vocab), model.max_seq_len,
-                                  num_random, exhaustive_limit)
+    inputs = inputs_lib.check_inputs(np.random.default_rng(seed),
+                                     list(model.vocab), model.max_seq_len,
+                                     num_random, exhaustive_limit)
   inputs = tuple(tuple(xs) for xs in inputs)
   if not inputs or min(map(len, inputs)) < 1:
     raise ValueError("verification needs at least one non-empty input")
   if max(map(len, inputs)) > model.max_seq_len:
     raise ValueError(f"an input is longer than max_seq_len "
                      f"{model.max_seq_len}")
-  exhaustive = len(set(inputs)) == sampler.num_sequences(
+  exhaustive = len(set(inputs)) == inputs_lib.num_sequences(
       len(model.vocab), model.max_seq_len)
   residuals = []
   outputs = _run(model, inputs, residuals)
@@ -172,14 +170,11 @@ def reference(model: ModelLike, inputs: Optional[Sequence[Sequence]] = None,
   return Reference(model, inputs, tuple(outputs), exhaustive, columns)
 
 
-def _as_rasp(program: Union[rasp.SOp, Program]) -> rasp.SOp:
-  if isinstance(program, Program):
-    validate(program)
-    return convert.to_rasp(program)
-  if isinstance(program, rasp.SOp):
-    return program
-  raise TypeError(f"cannot verify a {type(program).__name__}: pass a "
-                  "tracr.rasp SOp or a rasp_gen.program.Program")
+def _check_sop(program: rasp.SOp) -> None:
+  if not isinstance(program, rasp.SOp):
+    raise TypeError(f"cannot verify a {type(program).__name__}: pass a "
+                    "tracr.rasp SOp (rasp_gen.convert.to_rasp converts a "
+                    "Program)")
 
 
 def _same_params(got: saved.Params, expected: saved.Params) -> bool:
@@ -222,7 +217,7 @@ def _structure_differs(ref: Reference, sop: rasp.SOp) -> Optional[str]:
   return None
 
 
-def verify_against(ref: Reference, program: Union[rasp.SOp, Program],
+def verify_against(ref: Reference, program: rasp.SOp,
                    stop_early: bool = True) -> Verification:
   """Checks `program` against the weights' outputs in `ref` (module doc).
 
@@ -231,22 +226,19 @@ def verify_against(ref: Reference, program: Union[rasp.SOp, Program],
   """
   fail = lambda reason, checked=0, agreeing=0, first=None: Verification(
       False, checked, agreeing, ref.exhaustive, first, reason)
-  try:
-    sop = _as_rasp(program)
-  except ValueError as error:
-    return fail(f"invalid program: {error}")
+  _check_sop(program)
   numerical = ref.model.output.numerical
-  if rasp.is_numerical(sop) != numerical:
+  if rasp.is_numerical(program) != numerical:
     return fail("output encoding differs: the weights' output is "
                 f"{'numerical' if numerical else 'categorical'}")
-  checked, agreeing, first = forward.compare(
-      sop, ref.inputs, ref.outputs, numerical, stop_early)
+  checked, agreeing, first = compare.compare(
+      program, ref.inputs, ref.outputs, numerical, stop_early)
   if first is not None:
     reason = ("program fails on an input" if isinstance(first[2], str)
               else "output values differ")
     return fail(reason, checked, agreeing, first)
   if not ref.exhaustive:
-    reason = _structure_differs(ref, sop)
+    reason = _structure_differs(ref, program)
     if reason is not None:
       return fail(reason, checked, agreeing)
   return Verification(True, checked, agreeing, ref.exhaustive, None)
@@ -273,9 +265,9 @@ def describe(result: Verification) -> str:
   return "\n".join(lines)
 
 
-def verify(program: Union[rasp.SOp, Program], model: ModelLike, *,
+def verify(program: rasp.SOp, model: ModelLike, *,
            exhaustive_limit: int = EXHAUSTIVE_LIMIT,
-           num_random: int = NUM_RANDOM, seed: int = 0) -> Verification:
+           num_random: int = NUM_CHECK_INPUTS, seed: int = 0) -> Verification:
   """Does `program` compute what `model`'s weights compute? (module doc)
 
   Runs every check input, so the counts are complete. Raises ValueError for
@@ -329,13 +321,13 @@ def _main(argv: list[str]) -> None:
 if __name__ == "__main__":
   from absl import app, flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("model", None, "A saved tracr model (.npz written by "
-                      "rasp_gen.saved.save_compiled).")
+                      "compiled.saved.save_compiled).")
   flags.DEFINE_string("program", None, "A Python file that binds `program` "
                       "to a tracr.rasp SOp, e.g. what eval.py --decompile "
                       "prints.")
   flags.DEFINE_integer("exhaustive_limit", EXHAUSTIVE_LIMIT, "Check every "
                        "input sequence when there are at most this many.")
-  flags.DEFINE_integer("num_check_inputs", NUM_RANDOM, "Otherwise this many "
+  flags.DEFINE_integer("num_check_inputs", NUM_CHECK_INPUTS, "Otherwise this many "
                        "random inputs (plus the constant sequences and the "
                        "compiled structure).")
   flags.DEFINE_integer("seed", 0, "Seed of the random check inputs.")

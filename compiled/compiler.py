@@ -8,10 +8,17 @@ we run the same public tracr stages up to the craft model and write those
 matrices straight into numpy arrays. The result is the stock `.params`
 exactly: same keys (sorted, as JAX's tree utilities leave them), same shapes,
 float32, bit-identical values. `tests/compiler_test.py` checks this.
+
+`compile_rasp_to_model_numpy` is three passes, each with its contract:
+  rasp_to_craft     RASP program -> craft model and token/index/output spaces
+  craft_to_layout   -> module slot per block, residual space, model sizes
+  craft_to_params   -> haiku-style float32 params
+and reads the output decoding (`CompiledModel.output_decoding`) off the
+spaces.
 """
 
 import dataclasses
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 from tracr.compiler import basis_inference
@@ -156,19 +163,49 @@ class CompiledModel:
     return OutputDecoding(dims, tuple(self.output_values), False)
 
 
-def _craft_model_and_spaces(
-    program: rasp.SOp,
-    vocab: set,
-    max_seq_len: int,
-    compiler_bos: str,
-    compiler_pad: str,
-    mlp_exactness: int,
-):
-  """Runs tracr's stages before assembly, with its validation and errors.
+@dataclasses.dataclass(frozen=True)
+class CraftStage:
+  """What pass 1 hands on: tracr's craft model and the spaces around it.
 
-  Mirrors `compiling.compile_rasp_to_model` and the space construction in
-  `craft_model_to_transformer`, so failures match stock tracr.
+  Attributes:
+    model: the craft model, its blocks in residual order.
+    tokens_space: the token directions, BOS and PAD included (tracr's
+      sorted order: the token-embedding rows).
+    indices_space: the position directions, 0 to max_seq_len - 1.
+    output_space: the output SOp's directions.
+    categorical_output: whether the output SOp is categorical.
   """
+
+  model: transformers.SeriesWithResiduals
+  tokens_space: bases.VectorSpaceWithBasis
+  indices_space: bases.VectorSpaceWithBasis
+  output_space: bases.VectorSpaceWithBasis
+  categorical_output: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """What pass 2 hands on: each block's module and the model's sizes.
+
+  Attributes:
+    module_names: the module ("transformer/layer_L/attn" or ".../mlp") of
+      each craft block, in block order.
+    residual_space: the residual stream's directions, in order.
+    num_layers, num_heads, key_size, mlp_hidden_size: the sizes of tracr's
+      `TransformerConfig`.
+  """
+
+  module_names: tuple[str, ...]
+  residual_space: bases.VectorSpaceWithBasis
+  num_layers: int
+  num_heads: int
+  key_size: int
+  mlp_hidden_size: int
+
+
+def _check_compilable(program: rasp.SOp, vocab: set, compiler_bos: str,
+                      compiler_pad: str) -> None:
+  """Stock tracr's checks before compiling, in its order and words."""
   if compiler_bos in vocab:
     raise ValueError(
         "Compiler BOS token must not be present in the vocab. "
@@ -188,6 +225,25 @@ def _craft_model_and_spaces(
         f"Unsupported RASP expressions:\n{error_message}"
     )
 
+
+def rasp_to_craft(
+    program: rasp.SOp,
+    vocab: set,
+    max_seq_len: int,
+    compiler_bos: str = COMPILER_BOS,
+    compiler_pad: str = COMPILER_PAD,
+    mlp_exactness: int = 100,
+) -> CraftStage:
+  """Pass 1: RASP program -> craft model and its token/index/output spaces.
+
+  Contract: runs tracr's own stages (graph, basis inference, craft
+  components, craft model) and builds the spaces as
+  `craft_model_to_transformer` does, so a program stock tracr rejects raises
+  the same error type and message here: ValueError for BOS/PAD in `vocab`
+  or a program without tokens, NotImplementedError for unsupported
+  expressions.
+  """
+  _check_compilable(program, vocab, compiler_bos, compiler_pad)
   extracted = rasp_to_graph.extract_rasp_graph(program)
   graph, sources, sink = extracted.graph, extracted.sources, extracted.sink
   basis_inference.infer_bases(graph, sink, vocab, max_seq_len)
@@ -207,20 +263,18 @@ def _craft_model_and_spaces(
   tokens_value_set = graph.nodes[rasp.tokens.label][nodes.VALUE_SET].union(
       {compiler_bos, compiler_pad}
   )
-  tokens_space = bases.VectorSpaceWithBasis.from_values(
-      rasp.tokens.label, tokens_value_set
-  )
-  indices_space = bases.VectorSpaceWithBasis.from_values(
-      rasp.indices.label, range(max_seq_len)
-  )
-  categorical_output = rasp.is_categorical(sink[nodes.EXPR])
-  output_space = bases.VectorSpaceWithBasis(sink[nodes.OUTPUT_BASIS])
-  return craft_model, tokens_space, indices_space, output_space, (
-      categorical_output
+  return CraftStage(
+      model=craft_model,
+      tokens_space=bases.VectorSpaceWithBasis.from_values(
+          rasp.tokens.label, tokens_value_set),
+      indices_space=bases.VectorSpaceWithBasis.from_values(
+          rasp.indices.label, range(max_seq_len)),
+      output_space=bases.VectorSpaceWithBasis(sink[nodes.OUTPUT_BASIS]),
+      categorical_output=rasp.is_categorical(sink[nodes.EXPR]),
   )
 
 
-def _module_names(blocks: list[transformers.Block]) -> list[str]:
+def _module_names(blocks: list[transformers.Block]) -> tuple[str, ...]:
   """Places each half-layer block in the next free attn/mlp slot.
 
   As in assemble.py: a block goes to the first slot of its type after the
@@ -238,21 +292,142 @@ def _module_names(blocks: list[transformers.Block]) -> list[str]:
     while kind not in name:
       name = next(candidates)
     names.append(name)
-  return names
+  return tuple(names)
 
 
-def _projection(
-    index: dict[bases.BasisDirection, int],
-    num_dims: int,
-    space: bases.VectorSpaceWithBasis,
-) -> np.ndarray:
+def craft_to_layout(craft: CraftStage) -> Layout:
+  """Pass 2: craft model -> module slots, residual space and sizes.
+
+  Contract: the sizes are stock tracr's `model_config` fields and the
+  residual space's directions are its `residual_labels`, as
+  `assemble._get_model_config_and_module_names` and
+  `craft_model_to_transformer` derive them (1 head of size 1 without
+  attention, a hidden size of 1 without MLPs).
+  """
+  blocks = craft.model.blocks
+  module_names = _module_names(blocks)
+  heads = [list(b.as_multi().heads()) for b in blocks
+           if not isinstance(b, transformers.MLP)]
+  mlps = [b for b in blocks if isinstance(b, transformers.MLP)]
+  return Layout(
+      module_names=module_names,
+      residual_space=bases.join_vector_spaces(
+          craft.model.residual_space, craft.tokens_space,
+          craft.indices_space, craft.output_space),
+      num_layers=int(module_names[-1].split("_")[1].split("/")[0]) + 1,
+      num_heads=max((len(h) for h in heads), default=1),
+      key_size=max((max(head.w_qk.matrix.shape) for h in heads
+                    for head in h), default=1),
+      mlp_hidden_size=max((m.fst.output_space.num_dims for m in mlps),
+                          default=1),
+  )
+
+
+class _Projector:
   """`vectorspace_fns.project(residual, space).matrix`, without O(n^2) loops."""
-  matrix = np.zeros((num_dims, space.num_dims))
-  for j, direction in enumerate(space.basis):
-    i = index.get(direction)
-    if i is not None:
-      matrix[i, j] = 1.0
-  return matrix
+
+  def __init__(self, residual_space: bases.VectorSpaceWithBasis):
+    self.num_dims = residual_space.num_dims
+    self.index = {d: i for i, d in enumerate(residual_space.basis)}
+
+  def __call__(self, space: bases.VectorSpaceWithBasis) -> np.ndarray:
+    matrix = np.zeros((self.num_dims, space.num_dims))
+    for j, direction in enumerate(space.basis):
+      i = self.index.get(direction)
+      if i is not None:
+        matrix[i, j] = 1.0
+    return matrix
+
+
+def _zero_layers(layout: Layout) -> Params:
+  """Every layer's attn and mlp weights, all zero (float64)."""
+  d_model = layout.residual_space.num_dims
+  width = layout.num_heads * layout.key_size
+  hidden = layout.mlp_hidden_size
+  params: Params = {}
+  for layer in range(layout.num_layers):
+    attn = f"transformer/layer_{layer}/attn"
+    mlp = f"transformer/layer_{layer}/mlp"
+    for name in ("query", "key", "value"):
+      params[f"{attn}/{name}"] = {"b": np.zeros(width),
+                                  "w": np.zeros((d_model, width))}
+    params[f"{attn}/linear"] = {"b": np.zeros(d_model),
+                                "w": np.zeros((width, d_model))}
+    params[f"{mlp}/linear_1"] = {"b": np.zeros(hidden),
+                                 "w": np.zeros((d_model, hidden))}
+    params[f"{mlp}/linear_2"] = {"b": np.zeros(d_model),
+                                 "w": np.zeros((hidden, d_model))}
+  return params
+
+
+def _write_mlp(params: Params, name: str, block: transformers.MLP,
+               project: _Projector) -> None:
+  """The MLP's two matrices into its slot; unused hidden units stay zero."""
+  hidden = block.fst.output_space.num_dims
+  params[f"{name}/linear_1"]["w"][:, :hidden] = (
+      project(block.fst.input_space) @ block.fst.matrix)
+  params[f"{name}/linear_2"]["w"][:hidden, :] = (
+      block.snd.matrix @ project(block.snd.output_space).T)
+
+
+def _write_attention(params: Params, name: str,
+                     block: Union[transformers.AttentionHead,
+                                  transformers.MultiAttentionHead],
+                     key_size: int, project: _Projector) -> None:
+  """Each head's W_QK and W_OV into its columns of the slot: the query
+  carries W_QK and the key projects; the value carries W_OV and the output
+  projects back. Heads and widths short of the layout stay zero."""
+  d_model = project.num_dims
+  for h, head in enumerate(block.as_multi().heads()):
+    cols = slice(h * key_size, (h + 1) * key_size)
+    qk_size = head.w_qk.matrix.shape[1]
+    ov_size = head.w_ov.matrix.shape[1]
+    query = np.zeros((d_model, key_size))
+    query[:, :qk_size] = project(head.w_qk.left_space) @ head.w_qk.matrix
+    key = np.zeros((d_model, key_size))
+    key[:, :qk_size] = project(head.w_qk.right_space)
+    value = np.zeros((d_model, key_size))
+    value[:, :ov_size] = project(head.w_ov.input_space) @ head.w_ov.matrix
+    linear = np.zeros((key_size, d_model))
+    linear[:ov_size, :] = project(head.w_ov.output_space).T
+    params[f"{name}/query"]["w"][:, cols] = query
+    params[f"{name}/key"]["w"][:, cols] = key
+    params[f"{name}/value"]["w"][:, cols] = value
+    params[f"{name}/linear"]["w"][cols, :] = linear
+
+
+def _embeddings(craft: CraftStage, project: _Projector) -> Params:
+  """Token and position embeddings: every token also sets the 'one'
+  direction; position row 0 is all zero."""
+  token_embed = project(craft.tokens_space).T.copy()
+  one = project.index.get(bases.BasisDirection("one"))
+  if one is not None:
+    token_embed[:, one] += 1.0
+  pos_embed = np.concatenate(
+      [np.zeros((1, project.num_dims)), project(craft.indices_space).T],
+      axis=0)
+  return {"token_embed": {"embeddings": token_embed},
+          "pos_embed": {"embeddings": pos_embed}}
+
+
+def craft_to_params(craft: CraftStage, layout: Layout) -> Params:
+  """Pass 3: craft model and layout -> haiku-style params, in numpy.
+
+  Contract: stock tracr's `.params` bit for bit: the same module and weight
+  names in sorted order (as JAX's tree utilities leave them), the same
+  shapes, float32, and identical values, because every matrix is the same
+  float64 product assemble.py computes, cast once at the end.
+  """
+  project = _Projector(layout.residual_space)
+  params = _zero_layers(layout)
+  for name, block in zip(layout.module_names, craft.model.blocks):
+    if isinstance(block, transformers.MLP):
+      _write_mlp(params, name, block, project)
+    else:
+      _write_attention(params, name, block, layout.key_size, project)
+  params.update(_embeddings(craft, project))
+  return {module: {k: v.astype(np.float32) for k, v in sorted(p.items())}
+          for module, p in sorted(params.items())}
 
 
 def compile_rasp_to_model_numpy(
@@ -266,109 +441,23 @@ def compile_rasp_to_model_numpy(
 ) -> CompiledModel:
   """Compiles `program` like stock tracr, but assembles weights in numpy.
 
-  Raises the same errors as `compiling.compile_rasp_to_model`: ValueError if
-  BOS/PAD is in `vocab` or tokens are unused, NotImplementedError for
-  unsupported expressions.
+  The passes in order: `rasp_to_craft`, `craft_to_layout`,
+  `craft_to_params`; errors are stock tracr's (see `rasp_to_craft`).
   """
-  craft_model, tokens_space, indices_space, output_space, categorical = (
-      _craft_model_and_spaces(
-          program, vocab, max_seq_len, compiler_bos, compiler_pad,
-          mlp_exactness,
-      )
-  )
-  blocks = craft_model.blocks
-  module_names = _module_names(blocks)
-
-  # Model config, derived as in assemble._get_model_config_and_module_names.
-  num_layers = int(module_names[-1].split("_")[1].split("/")[0]) + 1
-  attn_blocks = [list(b.as_multi().heads()) for b in blocks
-                 if not isinstance(b, transformers.MLP)]
-  mlps = [b for b in blocks if isinstance(b, transformers.MLP)]
-  if attn_blocks:
-    num_heads = max(len(heads) for heads in attn_blocks)
-    key_size = max(max(head.w_qk.matrix.shape)
-                   for heads in attn_blocks for head in heads)
-  else:
-    num_heads, key_size = 1, 1
-  mlp_hidden = (max(m.fst.output_space.num_dims for m in mlps)
-                if mlps else 1)
-
-  residual_space = bases.join_vector_spaces(
-      craft_model.residual_space, tokens_space, indices_space, output_space
-  )
-  d_model = residual_space.num_dims
-  index = {direction: i for i, direction in enumerate(residual_space.basis)}
-  project = lambda space: _projection(index, d_model, space)
-
-  # Embeddings. The 'one' direction is set for every token; position 0 (BOS)
-  # gets no positional embedding.
-  token_embed = project(tokens_space).T.copy()
-  one_dir = bases.BasisDirection("one")
-  if one_dir in index:
-    token_embed[:, index[one_dir]] += 1.0
-  pos_embed = np.concatenate(
-      [np.zeros((1, d_model)), project(indices_space).T], axis=0
-  )
-
-  # Every layer has an attn and an mlp; unused ones remain zero.
-  width = num_heads * key_size
-  params: Params = {}
-  for layer in range(num_layers):
-    attn = f"transformer/layer_{layer}/attn"
-    mlp = f"transformer/layer_{layer}/mlp"
-    for name in ("query", "key", "value"):
-      params[f"{attn}/{name}"] = {"b": np.zeros(width),
-                                  "w": np.zeros((d_model, width))}
-    params[f"{attn}/linear"] = {"b": np.zeros(d_model),
-                                "w": np.zeros((width, d_model))}
-    params[f"{mlp}/linear_1"] = {"b": np.zeros(mlp_hidden),
-                                 "w": np.zeros((d_model, mlp_hidden))}
-    params[f"{mlp}/linear_2"] = {"b": np.zeros(d_model),
-                                 "w": np.zeros((mlp_hidden, d_model))}
-
-  # Same float64 products as assemble.py, so casting gives identical bits.
-  for name, block in zip(module_names, blocks):
-    if isinstance(block, transformers.MLP):
-      hidden = block.fst.output_space.num_dims
-      params[f"{name}/linear_1"]["w"][:, :hidden] = (
-          project(block.fst.input_space) @ block.fst.matrix)
-      params[f"{name}/linear_2"]["w"][:hidden, :] = (
-          block.snd.matrix @ project(block.snd.output_space).T)
-      continue
-    for h, head in enumerate(block.as_multi().heads()):
-      cols = slice(h * key_size, (h + 1) * key_size)
-      qk_size = head.w_qk.matrix.shape[1]
-      ov_size = head.w_ov.matrix.shape[1]
-      query = np.zeros((d_model, key_size))
-      query[:, :qk_size] = project(head.w_qk.left_space) @ head.w_qk.matrix
-      key = np.zeros((d_model, key_size))
-      key[:, :qk_size] = project(head.w_qk.right_space)
-      value = np.zeros((d_model, key_size))
-      value[:, :ov_size] = project(head.w_ov.input_space) @ head.w_ov.matrix
-      linear = np.zeros((key_size, d_model))
-      linear[:ov_size, :] = project(head.w_ov.output_space).T
-      params[f"{name}/query"]["w"][:, cols] = query
-      params[f"{name}/key"]["w"][:, cols] = key
-      params[f"{name}/value"]["w"][:, cols] = value
-      params[f"{name}/linear"]["w"][cols, :] = linear
-
-  params["token_embed"] = {"embeddings": token_embed}
-  params["pos_embed"] = {"embeddings": pos_embed}
-  params = {
-      module: {k: v.astype(np.float32) for k, v in sorted(p.items())}
-      for module, p in sorted(params.items())
-  }
+  craft = rasp_to_craft(program, vocab, max_seq_len, compiler_bos,
+                        compiler_pad, mlp_exactness)
+  layout = craft_to_layout(craft)
   return CompiledModel(
-      params=params,
-      residual_labels=[str(d) for d in residual_space.basis],
-      input_tokens=[d.value for d in tokens_space.basis],
-      categorical_output=categorical,
-      output_labels=[str(d) for d in output_space.basis],
-      output_values=[d.value for d in output_space.basis],
-      num_layers=num_layers,
-      num_heads=num_heads,
-      key_size=key_size,
-      mlp_hidden_size=mlp_hidden,
+      params=craft_to_params(craft, layout),
+      residual_labels=[str(d) for d in layout.residual_space.basis],
+      input_tokens=[d.value for d in craft.tokens_space.basis],
+      categorical_output=craft.categorical_output,
+      output_labels=[str(d) for d in craft.output_space.basis],
+      output_values=[d.value for d in craft.output_space.basis],
+      num_layers=layout.num_layers,
+      num_heads=layout.num_heads,
+      key_size=layout.key_size,
+      mlp_hidden_size=layout.mlp_hidden_size,
       causal=causal,
   )
 

@@ -1,4 +1,4 @@
-"""compiled.compiler must reproduce stock tracr's parameters bit for bit.
+"""compiled.compiler: stock tracr's parameters bit for bit, and each pass's contract.
 
 Stock compilation costs ~1-3 s per new model shape on CPU (haiku init JIT),
 so the default run checks a representative subset (~10 stock compiles).
@@ -148,6 +148,81 @@ def test_compile_rasp_to_params_is_the_params() -> None:
   model = compiler.compile_rasp_to_model_numpy(program, {1, 2}, 4)
   params = compiler.compile_rasp_to_params(program, {1, 2}, 4)
   _assert_same_params(params, model.params)
+
+
+_CAT = rasp.categorical
+_TWO_MAPS = _CAT(rasp.Map(lambda x: x - 1, _CAT(rasp.Map(
+    lambda x: x + 1, rasp.tokens)), simplify=False))
+_SELECT_EQ = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ)
+
+
+def test_rasp_to_craft_adds_the_special_tokens_and_positions() -> None:
+  craft = compiler.rasp_to_craft(lib.make_length(), {"b", "a"}, 4)
+  assert [d.value for d in craft.tokens_space.basis] == [
+      "a", "b", compiler.COMPILER_BOS, compiler.COMPILER_PAD]
+  assert [d.value for d in craft.indices_space.basis] == [0, 1, 2, 3]
+  assert [d.value for d in craft.output_space.basis] == [0, 1, 2, 3, 4]
+  assert craft.categorical_output
+  assert not compiler.rasp_to_craft(rasp.numerical(lib.make_length()),
+                                    {"a"}, 4).categorical_output
+
+
+# (program, vocab, max_seq_len, module slots, (layers, heads, key size,
+# MLP hidden size)): skipped slots, attention-only and MLP-only models get
+# tracr's sizes, 1 where a model has no heads or no MLP.
+_LAYOUTS = {
+    "mlp_only": (rasp.Map(lambda x: x + 1, rasp.tokens), {1, 2}, 3,
+                 ["0/mlp"], (1, 1, 1, 2)),
+    "skips_an_attn": (_TWO_MAPS, {1, 2}, 3, ["0/mlp", "1/mlp"],
+                      (2, 1, 1, 2)),
+    "attn_only": (_CAT(rasp.Aggregate(_SELECT_EQ, rasp.tokens)), {1, 2}, 3,
+                  ["0/attn"], (1, 1, 5, 1)),
+    "length": (lib.make_length(), {"a", "b"}, 4, ["0/attn", "0/mlp"],
+               (1, 1, 4, 10)),
+    "reverse": (lib.make_reverse(rasp.tokens), {"a", "b"}, 4,
+                ["0/attn", "0/mlp", "1/mlp", "2/mlp", "3/attn"],
+                (4, 1, 10, 20)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LAYOUTS))
+def test_craft_to_layout_places_blocks_and_sizes_the_model(name) -> None:
+  program, vocab, max_seq_len, slots, sizes = _LAYOUTS[name]
+  craft = compiler.rasp_to_craft(program, vocab, max_seq_len)
+  layout = compiler.craft_to_layout(craft)
+  assert layout.module_names == tuple(f"transformer/layer_{s}"
+                                      for s in slots)
+  assert (layout.num_layers, layout.num_heads, layout.key_size,
+          layout.mlp_hidden_size) == sizes
+  residual = set(layout.residual_space.basis)
+  for space in (craft.model.residual_space, craft.tokens_space,
+                craft.indices_space, craft.output_space):
+    assert set(space.basis) <= residual
+  assert layout.residual_space.basis == sorted(residual)
+
+
+def test_craft_to_params_zeroes_skipped_slots_and_embeds_tokens() -> None:
+  craft = compiler.rasp_to_craft(_TWO_MAPS, {1, 2}, 3)
+  params = compiler.craft_to_params(craft, compiler.craft_to_layout(craft))
+  assert list(params) == sorted(params)
+  assert all(v.dtype == np.float32 for p in params.values()
+             for v in p.values())
+  for module, weights in params.items():
+    used = not module.startswith("transformer/") or "mlp" in module
+    assert any(w.any() for w in weights.values()) == used, module
+
+  craft = compiler.rasp_to_craft(lib.make_length(), {"a", "b"}, 4)
+  layout = compiler.craft_to_layout(craft)
+  params = compiler.craft_to_params(craft, layout)
+  labels = [str(d) for d in layout.residual_space.basis]
+  token_embed = params["token_embed"]["embeddings"]
+  for row, direction in zip(token_embed, craft.tokens_space.basis):
+    assert [labels[i] for i in np.flatnonzero(row)] == sorted(
+        ["one", str(direction)])
+  pos_embed = params["pos_embed"]["embeddings"]
+  assert not pos_embed[0].any()  # The BOS position.
+  for row, direction in zip(pos_embed[1:], craft.indices_space.basis):
+    assert [labels[i] for i in np.flatnonzero(row)] == [str(direction)]
 
 
 def _error(fn, *args, **kwargs) -> tuple[type, str]:

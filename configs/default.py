@@ -4,7 +4,7 @@ import ml_collections
 
 from configs import data
 from encoding import graph, pipeline, weights
-from meta_model import build, model
+from meta_model import model
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -16,22 +16,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.num_programs = 6000
   config.data.sampler.length = (2, 6)
 
-  config.graph = graph.default_graph_config()  # Read when input.encoder is
-  # "graph"; the weights group when it is "blocks".
-  config.weights = weights.default_weights_config()
-  config.weights.max_blocks = 512
-
   config.input = pipeline.default_input_config()
-  config.input.encoder = "graph"  # "blocks" for the weight-block encoding.
+  config.input.encoder = "graph"  # The weight graph; "blocks" reads `blocks`.
   config.input.batch_size = 32
   config.input.max_rows = 8  # START + up to 6 instructions + END.
-  config.input.block_buckets = (256, 512)
+  config.graph = graph.default_graph_config()  # The graph encoder's sizes.
+  # The block encoder's settings, read only with input.encoder="blocks".
+  config.blocks = weights.default_blocks_config()
+  config.blocks.update(max_blocks=512, buckets=(256, 512))
 
+  # The input sizes (max_rows; with blocks, max_blocks, ...) are derived from
+  # the encoder's settings where the model is built (meta_model/build.py).
   config.model = model.default_model_config()
   config.model.update(
       num_layers=3, num_heads=4, d_model=128, mlp_dim=256, dropout_rate=0.0)
-  for size in build.DERIVED_SIZES:  # max_rows, max_blocks, ...: derived from
-    del config.model[size]  # the input and weights groups where it is built.
 
   config.steps = 1000  # Optimizer steps (~0.4 s each on 2 idle CPU cores).
   config.learning_rate = 1e-3  # Peak, after warmup.

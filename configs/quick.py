@@ -3,7 +3,7 @@
 Data, training and evaluation of held-out programs of 2-6 instructions, the
 range of configs/cpu.py, at a fraction of its budget. The variants of the
 README's comparison table are this config with overrides on the command line
-(e.g. --config.input.encoder=blocks --config.input.augment=permute).
+(e.g. --config.input.encoder=blocks --config.blocks.augment=permute).
 """
 
 import ml_collections

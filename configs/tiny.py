@@ -13,7 +13,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.sampler.length = (2, 4)
   config.data.validation_fraction = 0.2
   config.data.test_fraction = 0.2
-  config.weights.max_blocks = 512
   config.input.batch_size = 8
   config.input.max_rows = 6
   config.input.read_threads = 2

@@ -1,4 +1,4 @@
-"""A Cloud TPU pod slice: run on every host with --multihost."""
+"""A Cloud TPU pod slice: run on every host with --multihost (docs/tpu.md)."""
 
 import ml_collections
 

@@ -1,14 +1,15 @@
 """Training batches from dataset records, through grain.
 
-Source → shard by process → shuffle → repeat → decode, augment, encode
-(threads, optionally worker processes) → drop records over the size limits
-→ batch → jnp → prefetch.
+Source → shard by process → shuffle → repeat → decode, encode (threads,
+optionally worker processes) → drop records over the size limits → batch →
+jnp → prefetch.
 
-The weights are encoded as blocks (`input.encoder="blocks"`, below) or as a
-weight graph (`"graph"`, encoding/graph.py): a batch is then the disjoint
-union of its examples' graphs, `graph.batch_graphs`' keys (node arrays [N],
-edge arrays [E], `summary_index`/`summary_mask` [B, S]), plus `program` and
-`program_mask` as below.
+The weights are encoded as a weight graph (`input.encoder="graph"`, the
+default; encoding/graph.py): a batch is the disjoint union of its examples'
+graphs, `graph.batch_graphs`' keys (node arrays [N], edge arrays [E],
+`summary_index`/`summary_mask` [B, S]), plus `program` and `program_mask`
+below. The block encoder (`"blocks"`, encoding/weights.py, settings in the
+`blocks` group) is the alternative; its batches are described last.
 
 The source is any random-access sequence of `records.record_to_bytes` bytes:
 `rasp_gen.dataset.data_source(out_dir, split)` for a generated dataset, or a
@@ -16,8 +17,16 @@ plain list in tests. Every step is a function of the element index and the
 seed, so the iterator's `get_state()` is a small dict, and `set_state()` on a
 fresh iterator resumes with exactly the batches that would have come next.
 
-A batch is a dict of jnp arrays, B = batch_size, N = a block bucket,
-R = max_rows:
+Every batch has, B = batch_size, R = max_rows:
+
+  program         int32   [B, R, 5]  token ids (encoding/tokens.py)
+  program_mask    bool    [B, R]     rows PROGRAM_START .. PROGRAM_END
+
+`program_mask` marks every non-PAD row. A decoder fed `program[:, :-1]`
+predicts `program[:, 1:]`, whose loss rows are `program_mask[:, 1:]` (the
+START row is never a target).
+
+A block batch has instead of the graph, N = a block bucket:
 
   blocks          float32 [B, N, block_size]
   block_layer     int32   [B, N]     0 embeddings, l + 1 layer l
@@ -26,17 +35,12 @@ R = max_rows:
   block_is_last   int32   [B, N]     1 on each matrix's last block
   block_shape     int32   [B, N, 2]  oriented matrix [d_model, features]
   block_mask      bool    [B, N]     real blocks
-  program         int32   [B, R, 5]  token ids (encoding/tokens.py)
-  program_mask    bool    [B, R]     rows PROGRAM_START .. PROGRAM_END
 
-`program_mask` marks every non-PAD row. A decoder fed `program[:, :-1]`
-predicts `program[:, 1:]`, whose loss rows are `program_mask[:, 1:]` (the
-START row is never a target).
-
-N is the smallest of `config.block_buckets` that holds the batch's largest
-model, so there are at most len(block_buckets) shapes to compile
-(`element_spec` gives each). Records over the size limits are dropped;
-`drops_by_length` reports how many, per program length.
+N is the smallest of `blocks.buckets` that holds the batch's largest model,
+so there are at most len(blocks.buckets) shapes to compile (`element_spec`
+gives each); `blocks.augment` draws a random residual basis per example.
+Records over the size limits are dropped; `drops_by_length` reports how
+many, per program length.
 """
 
 import collections
@@ -70,18 +74,13 @@ def default_input_config() -> ml_collections.ConfigDict:
   """Input pipeline settings; configs include this as their `input` group."""
   config = ml_collections.ConfigDict()
   config.batch_size = 32  # Examples per batch on each process.
-  # How the weights are shown to the model: "blocks" (encoding/weights.py,
-  # the `weights` group) or "graph" (encoding/graph.py, the `graph` group).
-  config.encoder = "blocks"
+  # How the weights are shown to the model: "graph" (encoding/graph.py, the
+  # `graph` group) or "blocks" (encoding/weights.py, the `blocks` group).
+  config.encoder = "graph"
   # Program rows: PROGRAM_START, up to 8 instructions, PROGRAM_END.
   config.max_rows = 10
-  # Block counts a batch is padded to; the last must be weights.max_blocks.
-  config.block_buckets = (512, 1024, 2048)
   config.seed = 0  # Shuffle order and augmentation draws.
   config.num_epochs = 0  # Passes over the data; 0 repeats forever.
-  # Random residual basis per example: "none", "permute" or "rotate"
-  # (encoding/augment.py). The encoded program is unchanged by it.
-  config.augment = "none"
   config.num_workers = 0  # grain worker processes; 0 encodes in-process.
   config.worker_buffer_size = 4  # Batches each worker prepares ahead.
   # Threads encoding examples in each process, and examples they read ahead
@@ -97,12 +96,12 @@ def encode_weights_of(record: records.Record,
   """The record's weights as `config.input.encoder` encodes them (unbatched).
 
   `record` may also be a `compiled.saved.SavedModel` (the same fields).
-  Blocks come padded to `weights.max_blocks`, graphs unpadded; LimitExceeded
+  Blocks come padded to `blocks.max_blocks`, graphs unpadded; LimitExceeded
   if the model does not fit.
   """
   if config.input.encoder == "blocks":
     return dict(vars(weights.encode_weights(  # vars: asdict deep-copies.
-        record.params, config.weights, record.num_heads)))
+        record.params, config.blocks, record.num_heads)))
   if record.output is None:
     raise ValueError("the weights have no output decoding (a rotated "
                      "residual stream); the graph encoder needs one")
@@ -119,7 +118,7 @@ def encode_record(record: records.Record,
                   config: ml_collections.ConfigDict) -> Example:
   """One example (unbatched arrays); LimitExceeded if it does not fit.
 
-  `config` is a training config: its `input`, `weights` and `graph` groups.
+  `config` is a training config: its `input` group and its encoder's.
   """
   program = tokens.encode_program(record.program, config.input.max_rows)
   pad_row = tokens.vocabulary_for_rows(config.input.max_rows).ids[PAD]
@@ -149,8 +148,9 @@ def augment_record(record: records.Record, rng: np.random.Generator,
 
 def _example_or_none(data: bytes, rng: np.random.Generator, *,
                      config: ml_collections.ConfigDict) -> Optional[Example]:
-  record = augment_record(records.record_from_bytes(data), rng,
-                          config.input.augment)
+  record = records.record_from_bytes(data)
+  if config.input.encoder == "blocks":
+    record = augment_record(record, rng, config.blocks.augment)
   try:
     return encode_record(record, config)
   except LimitExceeded:
@@ -168,31 +168,29 @@ def batch_examples(examples: Sequence[Example],
             for k in examples[0] if k not in _GRAPH_KEYS}
     return dict(graph_lib.batch_graphs(graphs, config.graph.buckets), **rest)
   largest = max(int(e["block_mask"].sum()) for e in examples)
-  size = min(b for b in config.input.block_buckets if b >= largest)
+  size = min(b for b in config.blocks.buckets if b >= largest)
   return {key: np.stack([e[key][:size] if key in _BLOCK_KEYS else e[key]
                          for e in examples])
           for key in examples[0]}
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-  """ValueError naming the first inconsistent `input` setting."""
-  buckets = tuple(config.input.block_buckets)
-  if list(buckets) != sorted(set(buckets)) or (
-      buckets[-1] != config.weights.max_blocks):
-    raise ValueError(f"block_buckets must increase and end at max_blocks="
-                     f"{config.weights.max_blocks}, got {buckets}")
-  if config.input.augment not in AUGMENTATIONS:
-    raise ValueError(f"augment must be one of {AUGMENTATIONS}, got "
-                     f"{config.input.augment!r}")
+  """ValueError naming the first inconsistent setting of the `input` group
+  or of the selected encoder's group (the other encoder's is not read)."""
   if config.input.encoder not in ENCODERS:
     raise ValueError(f"input.encoder must be one of {ENCODERS}, got "
                      f"{config.input.encoder!r}")
   if config.input.encoder == "graph":
     graph_lib.check_buckets(config.graph.buckets)
-    if config.input.augment == "rotate":
-      raise ValueError("input.augment='rotate' makes the weights dense and "
-                       "leaves no output dims; the graph encoder takes "
-                       "'none' or 'permute'")
+    return
+  buckets = tuple(config.blocks.buckets)
+  if list(buckets) != sorted(set(buckets)) or (
+      buckets[-1] != config.blocks.max_blocks):
+    raise ValueError(f"blocks.buckets must increase and end at max_blocks="
+                     f"{config.blocks.max_blocks}, got {buckets}")
+  if config.blocks.augment not in AUGMENTATIONS:
+    raise ValueError(f"blocks.augment must be one of {AUGMENTATIONS}, got "
+                     f"{config.blocks.augment!r}")
 
 
 def make_dataset(source: Sequence[bytes], config: ml_collections.ConfigDict
@@ -202,7 +200,7 @@ def make_dataset(source: Sequence[bytes], config: ml_collections.ConfigDict
   Args:
     source: random access to record bytes (`__len__`, `__getitem__`).
     config: a training config; its `input` group (`default_input_config()`)
-      and the `weights` or `graph` group its encoder reads.
+      and the `graph` or `blocks` group its encoder reads.
   """
   check_config(config)
   example = functools.partial(_example_or_none, config=config)
@@ -258,7 +256,7 @@ def element_spec(config: ml_collections.ConfigDict,
   """Shapes and dtypes of a block batch with `num_blocks` blocks (a bucket)."""
   b, n, rows = config.input.batch_size, num_blocks, config.input.max_rows
   return {
-      "blocks": jax.ShapeDtypeStruct((b, n, config.weights.block_size),
+      "blocks": jax.ShapeDtypeStruct((b, n, config.blocks.block_size),
                                      jnp.float32),
       **{key: jax.ShapeDtypeStruct((b, n), jnp.int32) for key in (
           "block_layer", "block_kind", "block_position", "block_is_last")},

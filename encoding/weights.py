@@ -54,8 +54,9 @@ ATTENTION_FORMS = ("raw", "products")
 BLOCK_AXES = ("feature", "residual")
 
 
-def default_weights_config() -> ml_collections.ConfigDict:
-  """Weight-encoding settings; configs include this as their `weights` group."""
+def default_blocks_config() -> ml_collections.ConfigDict:
+  """The block encoder's settings: configs include this as their `blocks`
+  group, read and checked only when `input.encoder` is "blocks"."""
   config = ml_collections.ConfigDict()
   config.attention_form = "raw"  # "raw" or "products"; see encoding/weights.py.
   config.block_axis = "feature"  # "feature" or "residual"; see weights.py.
@@ -68,6 +69,12 @@ def default_weights_config() -> ml_collections.ConfigDict:
   # features for "residual". Shorter slices are zero-padded.
   config.block_size = 128
   config.max_blocks = 2048  # Blocks per model, padding included.
+  # Block counts a batch is padded to; the last must be max_blocks.
+  config.buckets = (512, 1024, 2048)
+  # Random residual basis per training example: "none", "permute" or
+  # "rotate" (encoding/augment.py); the blocks see tracr's residual order,
+  # the graph encoder is invariant to it and never augments.
+  config.augment = "none"
   return config
 
 
@@ -215,7 +222,7 @@ def encode_weights(params: Params, config: ml_collections.ConfigDict,
 
   Args:
     params: a tracr params dict (checked; see `params.check_params`).
-    config: `default_weights_config()` or a config's `weights` group.
+    config: `default_blocks_config()` or a config's `blocks` group.
     num_heads: heads per attention layer; needed for "products" only.
 
   Raises:

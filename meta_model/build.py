@@ -2,17 +2,20 @@
 
 The model's input sizes are not configured twice: `model_config` derives
 them from the groups that produce the inputs, so an override such as
-`--config.weights.max_blocks=1024` or `--config.input.max_rows=10` changes
-the encoder and the model together:
+`--config.input.max_rows=10` changes the encoder and the model together:
 
   model.max_rows             = input.max_rows
-  model.max_blocks           = weights.max_blocks
-  model.block_size           = weights.block_size
-  model.max_layers           = weights.max_layers
-  model.max_block_positions  = weights.feature_bounds(...)["block_position"]
+  and with input.encoder="blocks" only:
+  model.max_blocks           = blocks.max_blocks
+  model.block_size           = blocks.block_size
+  model.max_layers           = blocks.max_layers
+  model.max_block_positions  = blocks' feature_bounds(...)["block_position"]
+  model.num_block_kinds      = blocks' feature_bounds(...)["block_kind"]
 
-A config (or an older run's config.json) may still carry these fields; a
-value that disagrees with the derived one is a ValueError naming both.
+The graph encoder's sizes live in the `graph` group, which the model reads
+through `graph.feature_bounds`. A config (or an older run's config.json) may
+still carry derived fields; a value that disagrees with the derived one is a
+ValueError naming both.
 """
 
 from typing import Any
@@ -25,20 +28,21 @@ from encoding import graph, tokens, weights
 from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
 from meta_model import model as model_lib
 
-DERIVED_SIZES = ("max_rows", "max_blocks", "block_size", "max_layers",
-                 "max_block_positions")
-
-
-def derived_sizes(config: ml_collections.ConfigDict) -> dict[str, int]:
-  """The model sizes that follow from the `input` and `weights` groups."""
-  return {
-      "max_rows": config.input.max_rows,
-      "max_blocks": config.weights.max_blocks,
-      "block_size": config.weights.block_size,
-      "max_layers": config.weights.max_layers,
-      "max_block_positions":
-          weights.feature_bounds(config.weights)["block_position"],
-  }
+def derived_sizes(config: ml_collections.ConfigDict
+                  ) -> dict[str, tuple[int, str]]:
+  """Model size name -> (value, the setting it follows from)."""
+  sizes = {"max_rows": (config.input.max_rows, "input.max_rows")}
+  if config.input.encoder == "blocks":
+    blocks = config.blocks
+    bounds = weights.feature_bounds(blocks)
+    sizes.update(
+        max_blocks=(blocks.max_blocks, "blocks.max_blocks"),
+        block_size=(blocks.block_size, "blocks.block_size"),
+        max_layers=(blocks.max_layers, "blocks.max_layers"),
+        max_block_positions=(bounds["block_position"],
+                             "blocks (block_axis, max_d_model, ...)"),
+        num_block_kinds=(bounds["block_kind"], "the block kinds"))
+  return sizes
 
 
 def model_config(config: ml_collections.ConfigDict
@@ -46,26 +50,16 @@ def model_config(config: ml_collections.ConfigDict
   """`config.model` with its input sizes derived (module docstring).
 
   Raises ValueError when a size set in `config.model` disagrees with the
-  derived one, or `model.num_block_kinds` is below the encoder's bound.
+  derived one.
   """
-  model = ml_collections.ConfigDict(config.model.to_dict())
-  derived = derived_sizes(config)
-  source = {"max_rows": "input.max_rows", "max_blocks": "weights.max_blocks",
-            "block_size": "weights.block_size",
-            "max_layers": "weights.max_layers",
-            "max_block_positions": "weights (block_axis, max_d_model, ...)"}
-  for name, value in derived.items():
+  model = config.model.to_dict()
+  for name, (value, source) in derived_sizes(config).items():
     given = model.get(name)
     if given is not None and given != value:
       raise ValueError(f"model.{name}={given} disagrees with {value} from "
-                       f"{source[name]}; leave model.{name} unset, it is "
-                       "derived")
-  kinds = weights.feature_bounds(config.weights)["block_kind"]
-  if model.get("num_block_kinds", kinds) < kinds:
-    raise ValueError(f"model.num_block_kinds={model.num_block_kinds} is "
-                     f"below the {kinds} block kinds the encoder produces")
-  model.update(derived)
-  return model
+                       f"{source}; leave model.{name} unset, it is derived")
+    model[name] = value
+  return ml_collections.ConfigDict(model)
 
 
 def make_model(config: ml_collections.ConfigDict,

@@ -1,10 +1,11 @@
-"""The meta model: reads compiled weight blocks, predicts the RASP program.
+"""The meta model: reads compiled weights, predicts the RASP program.
 
-One decoder-only transformer sees the sequence [weight blocks | program rows]:
-  * each weight block is a prefix token (a projection of its values plus
-    embeddings of its layer, kind, position, last flag and matrix shape, which
-    say where it sits, so there is no sequence position); the prefix is NOT
-    causal: every prefix token sees every valid prefix token;
+One decoder-only transformer sees the sequence [weights | program rows]:
+  * the weights are a prefix without positions: the summary nodes of the
+    weight graph after message passing (meta_model/graph_encoder.py), or,
+    with the block encoder, one token per weight block (a projection of its
+    values plus embeddings of where it sits); the prefix is NOT causal:
+    every prefix token sees every valid prefix token;
   * each program row is one token (the sum of per-column token embeddings plus
     a learned row position), decoded causally: row r sees the valid prefix and
     rows <= r;
@@ -65,15 +66,10 @@ def default_model_config() -> ml_collections.ConfigDict:
   config.dropout_rate = 0.1  # Embedding and residual dropout.
   config.dtype = "float32"  # Compute dtype, "float32" or "bfloat16";
   # parameters are always float32.
-  # The limits below must cover what the encoding package produces.
-  config.max_blocks = 512  # Weight blocks per program (prefix length N).
-  config.max_rows = 32  # Program rows incl. START and END (R).
-  config.max_layers = 16  # Model layers; block_layer < max_layers + 2 since
-  # the embedding and unembedding count as layers too.
-  config.num_block_kinds = 16  # Distinct block_kind values.
-  config.max_block_positions = 64  # Blocks a single matrix can be cut into.
-  config.block_size = 512  # Values per weight block.
   config.graph_rounds = 3  # Message-passing rounds of the graph encoder.
+  # The input sizes (max_rows, and the block encoder's max_blocks,
+  # block_size, max_layers, num_block_kinds, max_block_positions) are derived
+  # from the encoder's settings by `meta_model.build.model_config`.
   return config
 
 
@@ -188,10 +184,11 @@ class RowHead(nnx.Module):
 class MetaModel(nnx.Module):
   """Weights in, logits of the program's rows out (module docstring).
 
-  The weights come as blocks (encoding/weights.py) by default, or as a
-  weight graph (encoding/graph.py) when `graph_bounds` (that module's
-  `feature_bounds`) is given; the prefix is then one token per summary node
-  of the graph, after message passing.
+  The weights come as a weight graph (encoding/graph.py) when
+  `graph_bounds` (that module's `feature_bounds`) is given, the prefix then
+  being one token per summary node after message passing; without it as
+  weight blocks (encoding/weights.py; `config` then has the block sizes that
+  `meta_model.build.model_config` derives).
   """
 
   def __init__(self, config: ml_collections.ConfigDict, vocab_size: int,
@@ -208,7 +205,7 @@ class MetaModel(nnx.Module):
       raise ValueError("every column needs at least one legal token, got "
                        f"{np.sum(column_masks, axis=1)} per column")
     dtype = jnp.dtype(config.dtype)
-    self.max_blocks = config.max_blocks
+    self.max_blocks = config.get("max_blocks")
     self.max_rows = config.max_rows
     if graph_bounds is None:
       self.prefix_embedder = BlockEmbedder(config, dtype=dtype, rngs=rngs)
@@ -229,12 +226,13 @@ class MetaModel(nnx.Module):
     self.head = RowHead(config.d_model, config.mlp_dim, vocab_size,
                         column_masks, dtype=dtype, rngs=rngs)
 
-  def _check_lengths(self, num_blocks: int, num_rows: int):
-    if num_rows > self.max_rows or (
-        self.prefix_mask_key == "block_mask" and num_blocks > self.max_blocks):
-      raise ValueError(f"batch has {num_blocks} blocks and {num_rows} rows; "
-                       f"the model takes at most {self.max_blocks} and "
+  def _check_lengths(self, num_prefix: int, num_rows: int):
+    if num_rows > self.max_rows:
+      raise ValueError(f"batch has {num_rows} rows; the model takes at most "
                        f"{self.max_rows}")
+    if self.max_blocks is not None and num_prefix > self.max_blocks:
+      raise ValueError(f"batch has {num_prefix} blocks; the model takes at "
+                       f"most {self.max_blocks}")
 
   def __call__(self, batch: Batch, deterministic: bool,
                rngs: nnx.Rngs | None = None) -> jax.Array:
@@ -244,17 +242,19 @@ class MetaModel(nnx.Module):
     `rngs` (a "dropout" stream) overrides the dropout RNGs stored in the model.
     """
     program_BxRx5 = batch["program"]
-    blockmask_BxN = batch[self.prefix_mask_key]
-    (b, n), r = blockmask_BxN.shape, program_BxRx5.shape[1]
+    prefix_mask_BxN = batch[self.prefix_mask_key]
+    (b, n), r = prefix_mask_BxN.shape, program_BxRx5.shape[1]
     self._check_lengths(n, r)
     x_BxTxD = jnp.concatenate([
         self.prefix_embedder(batch),
         self.row_embedder(program_BxRx5, jnp.arange(r))], axis=1)
     x_BxTxD = self.dropout(x_BxTxD, deterministic=deterministic, rngs=rngs)
-    # Key j is visible to query i if it is a valid block, or a row j <= i.
+    # Key j is visible to query i if it is a valid prefix token, or a row
+    # j <= i.
     slot_T = jnp.arange(n + r)
     visible_TxT = (slot_T[None, :] < n) | (slot_T[None, :] <= slot_T[:, None])
-    keymask_BxT = jnp.concatenate([blockmask_BxN, jnp.ones((b, r), bool)], 1)
+    keymask_BxT = jnp.concatenate([prefix_mask_BxN, jnp.ones((b, r), bool)],
+                                  axis=1)
     mask_BxTxT = visible_TxT[None] & keymask_BxT[:, None, :]
     for layer in self.layers:
       x_BxTxD, _ = layer(x_BxTxD, mask_BxTxT, deterministic=deterministic,
@@ -266,18 +266,18 @@ class MetaModel(nnx.Module):
 
   def encode_prefix(self, batch: Batch) -> DecodeCache:
     """Runs the weights once; the cache has room for max_rows rows."""
-    blockmask_BxN = batch[self.prefix_mask_key]
-    b, n = blockmask_BxN.shape
+    prefix_mask_BxN = batch[self.prefix_mask_key]
+    b, n = prefix_mask_BxN.shape
     self._check_lengths(n, 0)
     x_BxNxD = self.prefix_embedder(batch)
-    mask_BxNxN = jnp.broadcast_to(blockmask_BxN[:, None, :], (b, n, n))
+    mask_BxNxN = jnp.broadcast_to(prefix_mask_BxN[:, None, :], (b, n, n))
     grow = lambda a: jnp.pad(a, ((0, 0), (0, self.max_rows), (0, 0), (0, 0)))
     layers = []
     for layer in self.layers:
       x_BxNxD, kv = layer(x_BxNxD, mask_BxNxN, deterministic=True)
       layers.append(KVCache(*map(grow, kv)))
     keymask_BxT = jnp.concatenate(
-        [blockmask_BxN, jnp.ones((b, self.max_rows), bool)], axis=1)
+        [prefix_mask_BxN, jnp.ones((b, self.max_rows), bool)], axis=1)
     return DecodeCache(tuple(layers), keymask_BxT)
 
   def decode_step(self, cache: DecodeCache, rows_Bx5: jax.Array,

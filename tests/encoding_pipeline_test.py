@@ -25,17 +25,18 @@ def source() -> list[bytes]:
   return synthetic.record_source(21, 24, data.get_config().sampler)
 
 
-def configs(attention_form: str = "raw", **overrides
+def configs(attention_form: str = "raw", augment: str = "none",
+            buckets: tuple[int, ...] = (256, 512, 1024), **overrides
             ) -> ml_collections.ConfigDict:
-  """A small config with the input, weights and graph groups, for tests."""
+  """A small block-encoder config (input, blocks and graph groups) for tests;
+  `overrides` go to the input group."""
   config = ml_collections.ConfigDict()
   config.input = pipeline.default_input_config()
-  config.input.batch_size = 4
-  config.input.block_buckets = (256, 512, 1024)
+  config.input.update(encoder="blocks", batch_size=4)
   config.input.update(overrides)
-  config.weights = weights.default_weights_config()
-  config.weights.attention_form = attention_form
-  config.weights.max_blocks = config.input.block_buckets[-1]
+  config.blocks = weights.default_blocks_config()
+  config.blocks.update(attention_form=attention_form, augment=augment,
+                       buckets=buckets, max_blocks=buckets[-1])
   config.graph = graph.default_graph_config()
   return config
 
@@ -64,7 +65,7 @@ def test_batches_have_the_documented_format(source, form):
     assert set(batch) == KEYS
     n = batch["blocks"].shape[1]
     seen_buckets.add(n)
-    assert n in config.input.block_buckets
+    assert n in config.blocks.buckets
     spec = pipeline.element_spec(config, n)
     for key, value in batch.items():
       chex.assert_shape(value, spec[key].shape)
@@ -77,7 +78,7 @@ def test_batches_have_the_documented_format(source, form):
     np.testing.assert_array_equal(batch["block_mask"], batch["block_kind"] > 0)
     assert not batch["blocks"][~batch["block_mask"]].any()
     # The smallest bucket that fits the largest model.
-    assert n == min(b for b in config.input.block_buckets
+    assert n == min(b for b in config.blocks.buckets
                     if b >= count_B.max())
     np.testing.assert_array_equal(batch["program_mask"],
                                   (batch["program"] != pad).any(axis=2))
@@ -162,8 +163,7 @@ def test_processes_read_disjoint_shards(source, monkeypatch):
 
 
 def test_oversized_records_are_dropped_and_counted(source):
-  config = configs(batch_size=1, num_epochs=1, block_buckets=(256,))
-  config.weights.max_blocks = 256
+  config = configs(batch_size=1, num_epochs=1, buckets=(256,))
   drops = pipeline.drops_by_length(source, config)
   assert sum(total for _, total in drops.values()) == len(source)
   num_dropped = sum(dropped for dropped, _ in drops.values())
@@ -215,7 +215,7 @@ def test_products_use_each_records_num_heads():
   assert records.record_from_bytes(data).num_heads == 2
   batch = _take(iter(pipeline.make_dataset(
       [data] * 2, config)), 1)[0]
-  expected = weights.encode_weights(record.params, config.weights, 2)
+  expected = weights.encode_weights(record.params, config.blocks, 2)
   n = batch["blocks"].shape[1]
   for key, value in vars(expected).items():
     np.testing.assert_array_equal(batch[key][0], value[:n], err_msg=key)
@@ -240,12 +240,12 @@ def test_worker_processes_give_the_same_batches(source):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(block_buckets=(256, 512)), "end at max_blocks=1024"),
-    (dict(block_buckets=(512, 256, 1024)), "must increase"),
+    (dict(buckets=(256, 512)), "end at max_blocks=1024"),
+    (dict(buckets=(512, 256, 1024)), "must increase"),
     (dict(augment="flip"), "augment must be one of"),
 ])
 def test_bad_configs_raise(source, overrides, message):
   config = configs()
-  config.input.update(overrides)
+  config.blocks.update(overrides)
   with pytest.raises(ValueError, match=message):
     pipeline.make_dataset(source, config)

@@ -18,7 +18,7 @@ def models():
 
 
 def config(**overrides):
-  result = weights.default_weights_config()
+  result = weights.default_blocks_config()
   result.update(overrides)
   return result
 

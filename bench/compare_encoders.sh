@@ -33,7 +33,7 @@ plain=--config.data.sampler.canonical_labels=False
 run graph "$root/data" "$plain"  # Generates $root/data first.
 run graph_without_values "$root/data" "$plain" --config.graph.use_values=False
 run blocks_permute "$root/data" "$plain" --config.input.encoder=blocks \
-  --config.input.augment=permute --config.input.batch_size=16 \
+  --config.blocks.augment=permute --config.input.batch_size=16 \
   --config.steps="$block_steps"
 run blocks "$root/data" "$plain" --config.input.encoder=blocks \
   --config.input.batch_size=16 --config.steps="$block_steps"

@@ -1,1 +1,2 @@
-"""The meta model: compiled weight blocks in, RASP program rows out."""
+"""Model: the graph-encoder + program-decoder meta-model, its training, beam
+search with verification, held-out metrics and the `decompiler` API."""

@@ -1,7 +1,7 @@
 """Transformer pieces shared by the training forward pass and cached decoding.
 
 Attention takes an explicit boolean mask instead of a causal flag: the meta
-model mixes a non-causal prefix (weight blocks) with causal program rows, and
+model mixes a non-causal prefix (the weights) with causal program rows, and
 the same layer must serve both the full forward pass and one-row decode steps
 that read and write an explicit key/value cache.
 """

@@ -1,6 +1,6 @@
 r"""Judges a trained meta-model, or decompiles weights a user brings.
 
-  python eval.py --workdir=DIR [--split=test] [--beam_size=8] [--num_examples=N]
+  python eval.py --workdir=DIR [--split=test] [--beam_size=32] [--num_examples=N]
   python eval.py --workdir=DIR --decompile=MODEL.npz [--json_out=OUT.json]
 
 The first form prints held-out metrics (`meta_model.heldout`) and writes

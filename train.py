@@ -2,7 +2,7 @@ r"""Trains the meta-model.
 
   python train.py --config=configs/default.py --workdir=DIR [--config.steps=100]
 
-Configs: configs/{tiny,default,quick,cpu,gpu,tpu}.py; any field can be
+Configs: configs/{tiny,default,quick,cpu,gpu_short,gpu,tpu}.py; any field can be
 overridden with --config.FIELD=VALUE. The data come from `config.data_dir`
 (default DIR/data) and are generated there first if missing. Rerunning the
 same command resumes from the latest checkpoint in DIR/checkpoints, input

@@ -50,8 +50,8 @@ class OutputDecoding:
   As tracr's unembedding and output encoder do it: a categorical output is
   `values[argmax(residual[dims])]`, a numerical one is `residual[dims[0]]`.
   The values keep their Python type (`[0, 1]` is not `[False, True]`, and
-  equality says so); the weights do not hold them (a direction records only the order of its
-  values), so they travel beside the weights.
+  equality says so); the weights do not hold them (a direction records only
+  the order of its values), so they travel beside the weights.
 
   Attributes:
     dims: residual index of each output-space direction, in output-space

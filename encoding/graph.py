@@ -121,6 +121,10 @@ class WeightGraph:
     return len(self.edge_kind)
 
 
+_DTYPES = {f.name: np.float32 if f.name == "edge_value" else np.int32
+           for f in dataclasses.fields(WeightGraph)}
+
+
 def value_id(value: Any, bos: Optional[str] = None,
              pad: Optional[str] = None) -> int:
   """The embedding id of a token or output value (see `_SPECIAL_VALUES`)."""
@@ -185,11 +189,161 @@ def _used(*matrices: np.ndarray) -> np.ndarray:
   return np.flatnonzero(np.any(np.concatenate(matrices) != 0, axis=0))
 
 
+def check_weights(params: Params, input_tokens: Sequence[Any],
+                  output: OutputDecoding, num_heads: Optional[int]
+                  ) -> params_lib.Layout:
+  """Pass 1: the layout of weights a graph can describe, else ValueError.
+
+  Accepts tracr params (`params.check_params`) whose attention splits into
+  `num_heads` (None: one head) and whose biases are zero (the graph has no
+  bias nodes), with a token-embedding row per input token and output dims
+  inside the residual stream. Reads no limits: a valid model is never
+  rejected here.
+  """
+  layout = params_lib.check_params(params)
+  params_lib.check_num_heads(layout, num_heads or 1)
+  for key, module in params.items():
+    if "b" in module and np.any(np.asarray(module["b"]) != 0):
+      raise ValueError(f"params[{key!r}]['b'] is nonzero; the weight graph "
+                       "has no bias nodes because tracr's biases are zero")
+  token_rows = params[params_lib.TOKEN_EMBED]["embeddings"].shape[0]
+  if len(input_tokens) != token_rows:
+    raise ValueError(f"token_embed has {token_rows} rows but there are "
+                     f"{len(input_tokens)} input tokens")
+  if any(d >= layout.d_model for d in output.dims):
+    raise ValueError(f"output dims {list(output.dims)} do not fit a residual "
+                     f"stream of {layout.d_model}")
+  return layout
+
+
+def _weight(params: Params, key: str, name: str = "w") -> np.ndarray:
+  return np.asarray(params[key][name], np.float32)
+
+
+def _add_embeddings(graph: _Builder, params: Params, d_model: int,
+                    token_values: Sequence[int]) -> np.ndarray:
+  """RESIDUAL, TOKEN and POSITION nodes with the embedding edges; returns
+  the residual node ids."""
+  residual = graph.add_nodes("RESIDUAL", d_model)
+  tokens = graph.add_nodes("TOKEN", len(token_values),
+                           index=range(len(token_values)), value=token_values)
+  graph.add_edges("TOKEN_EMBED", tokens, residual,
+                  _weight(params, params_lib.TOKEN_EMBED, "embeddings"))
+  position_embed = _weight(params, params_lib.POS_EMBED, "embeddings")
+  positions = graph.add_nodes("POSITION", len(position_embed),
+                              index=range(len(position_embed)))
+  graph.add_edges("POS_EMBED", positions, residual, position_embed)
+  return residual
+
+
+def _add_attention(graph: _Builder, params: Params, layer: int,
+                   heads: int, residual: np.ndarray) -> None:
+  """Per head with a nonzero weight: a HEAD node, its used QK and OV
+  dimensions, their edges to the residual stream and to the head."""
+  query, key, value, linear = (_weight(params, params_lib.attn_key(layer, n))
+                               for n in params_lib.ATTN)
+  output_T = linear.T
+  key_size = query.shape[1] // heads
+  for head in range(heads):
+    part = slice(head * key_size, (head + 1) * key_size)
+    qk = _used(query[:, part], key[:, part])
+    ov = _used(value[:, part], output_T[:, part])
+    if not len(qk) and not len(ov):
+      continue
+    head_id = graph.add_nodes("HEAD", 1, layer + 1)
+    qk_ids = graph.add_nodes("QK", len(qk), layer + 1)
+    ov_ids = graph.add_nodes("OV", len(ov), layer + 1)
+    graph.add_edges("QUERY", residual, qk_ids, query[:, part][:, qk])
+    graph.add_edges("KEY", residual, qk_ids, key[:, part][:, qk])
+    graph.add_edges("VALUE", residual, ov_ids, value[:, part][:, ov])
+    graph.add_edges("OUTPUT", ov_ids, residual, output_T[:, part][:, ov].T)
+    graph.add_edges("HEAD_QK", qk_ids, head_id, np.ones((len(qk), 1)))
+    graph.add_edges("HEAD_OV", ov_ids, head_id, np.ones((len(ov), 1)))
+
+
+def _add_mlp(graph: _Builder, params: Params, layer: int,
+             residual: np.ndarray) -> None:
+  """A NEURON node per used hidden unit, with its in and out edges."""
+  mlp_in = _weight(params, params_lib.mlp_key(layer, "linear_1"))
+  mlp_out = _weight(params, params_lib.mlp_key(layer, "linear_2"))
+  used = _used(mlp_in, mlp_out.T)
+  neurons = graph.add_nodes("NEURON", len(used), layer + 1)
+  graph.add_edges("MLP_IN", residual, neurons, mlp_in[:, used])
+  graph.add_edges("MLP_OUT", neurons, residual, mlp_out[used])
+
+
+def _add_output(graph: _Builder, output: OutputDecoding,
+                output_values: Sequence[int], residual: np.ndarray) -> None:
+  """OUTPUT nodes (one OUTPUT_NUMERICAL node for a numerical output), each
+  unembedded from its residual dim."""
+  if output.numerical:
+    outputs = graph.add_nodes("OUTPUT_NUMERICAL", 1)
+  else:
+    outputs = graph.add_nodes("OUTPUT", len(output.dims),
+                              index=range(len(output.dims)),
+                              value=output_values)
+  unembed = np.zeros((len(residual), len(outputs)), np.float32)
+  unembed[list(output.dims), np.arange(len(outputs))] = 1
+  graph.add_edges("UNEMBED", residual, outputs, unembed)
+
+
+def construct_graph(params: Params, layout: params_lib.Layout,
+                    input_tokens: Sequence[Any], output: OutputDecoding,
+                    num_heads: Optional[int], use_values: bool,
+                    compiler_bos: str, compiler_pad: str) -> WeightGraph:
+  """Pass 2: the graph of weights `check_weights` accepted, whatever its size.
+
+  Nodes come in a fixed order (residual, tokens, positions, then per layer
+  its heads and neurons, then outputs), edges in the order of their nodes;
+  without `use_values` token and output values are UNKNOWN, BOS and PAD
+  still marked.
+  """
+  unknown = _SPECIAL_IDS["UNKNOWN"]
+  token_values = [value_id(t, compiler_bos, compiler_pad)
+                  if use_values or t in (compiler_bos, compiler_pad)
+                  else unknown for t in input_tokens]
+  output_values = [value_id(v) if use_values else unknown
+                   for v in output.values]
+  graph = _Builder()
+  residual = _add_embeddings(graph, params, layout.d_model, token_values)
+  for layer in range(layout.num_layers):
+    _add_attention(graph, params, layer, num_heads or 1, residual)
+    _add_mlp(graph, params, layer, residual)
+  _add_output(graph, output, output_values, residual)
+  return graph.build()
+
+
+def check_limits(graph: WeightGraph, num_layers: int,
+                 config: ml_collections.ConfigDict) -> None:
+  """Pass 3: LimitExceeded naming the first of `config`'s limits the graph
+  of a `num_layers`-layer model is over: max_layers, the last bucket's
+  nodes, edges and summary nodes, then max_index."""
+  if num_layers > config.max_layers:
+    raise LimitExceeded(f"{num_layers} layers exceed max_layers="
+                        f"{config.max_layers}")
+  max_nodes, max_edges, max_summary = config.buckets[-1]
+  num_summary = len(summary_nodes(graph))
+  if (graph.num_nodes > max_nodes or graph.num_edges > max_edges
+      or num_summary > max_summary):
+    raise LimitExceeded(
+        f"weight graph has {graph.num_nodes} nodes, {graph.num_edges} "
+        f"edges and {num_summary} summary nodes; the limits are max nodes "
+        f"{max_nodes}, max edges {max_edges}, max summary nodes {max_summary} "
+        "(the last of graph.buckets)")
+  largest_index = int(graph.node_index.max())
+  if largest_index >= config.max_index:
+    raise LimitExceeded(
+        f"weight graph has a token, position or output rank of "
+        f"{largest_index}; ranks are embedded below max_index="
+        f"{config.max_index}")
+
+
 def build_graph(params: Params, input_tokens: Sequence[Any],
                 output: OutputDecoding, num_heads: Optional[int],
                 config: ml_collections.ConfigDict, compiler_bos: str,
                 compiler_pad: str) -> WeightGraph:
-  """The graph of a tracr model (see the module docstring).
+  """The graph of a tracr model (see the module docstring): `check_weights`,
+  `construct_graph`, `check_limits`.
 
   Args:
     params: a tracr params dict (checked; see `params.check_params`).
@@ -206,98 +360,11 @@ def build_graph(params: Params, input_tokens: Sequence[Any],
     ValueError: for params that are not tracr's, nonzero biases, or an output
       decoding that does not fit the residual stream.
   """
-  layout = params_lib.check_params(params)
-  heads = num_heads or 1
-  params_lib.check_num_heads(layout, heads)
-  for key, module in params.items():
-    if "b" in module and np.any(np.asarray(module["b"]) != 0):
-      raise ValueError(f"params[{key!r}]['b'] is nonzero; the weight graph "
-                       "has no bias nodes because tracr's biases are zero")
-  if layout.num_layers > config.max_layers:
-    raise LimitExceeded(f"{layout.num_layers} layers exceed max_layers="
-                        f"{config.max_layers}")
-  token_rows = params[params_lib.TOKEN_EMBED]["embeddings"].shape[0]
-  if len(input_tokens) != token_rows:
-    raise ValueError(f"token_embed has {token_rows} rows but there are "
-                     f"{len(input_tokens)} input tokens")
-  d_model = layout.d_model
-  if any(d >= d_model for d in output.dims):
-    raise ValueError(f"output dims {list(output.dims)} do not fit a residual "
-                     f"stream of {d_model}")
-
-  w = lambda key, name="w": np.asarray(params[key][name], np.float32)
-  graph = _Builder()
-  residual = graph.add_nodes("RESIDUAL", d_model)
-  token_values = [value_id(t, compiler_bos, compiler_pad)
-                  if config.use_values or t in (compiler_bos, compiler_pad)
-                  else _SPECIAL_IDS["UNKNOWN"] for t in input_tokens]
-  tokens = graph.add_nodes("TOKEN", token_rows,
-                           index=range(token_rows),
-                           value=token_values)
-  graph.add_edges("TOKEN_EMBED", tokens, residual,
-                  w(params_lib.TOKEN_EMBED, "embeddings"))
-  position_embed = w(params_lib.POS_EMBED, "embeddings")
-  positions = graph.add_nodes(
-      "POSITION", len(position_embed),
-      index=range(len(position_embed)))
-  graph.add_edges("POS_EMBED", positions, residual, position_embed)
-
-  for layer in range(layout.num_layers):
-    attn = lambda name, l=layer: w(params_lib.attn_key(l, name))
-    query, key, value = attn("query"), attn("key"), attn("value")
-    output_T = attn("linear").T
-    key_size = layout.attn_width[layer] // heads
-    for head in range(heads):
-      part = slice(head * key_size, (head + 1) * key_size)
-      qk = _used(query[:, part], key[:, part])
-      ov = _used(value[:, part], output_T[:, part])
-      if not len(qk) and not len(ov):
-        continue
-      head_id = graph.add_nodes("HEAD", 1, layer + 1)
-      qk_ids = graph.add_nodes("QK", len(qk), layer + 1)
-      ov_ids = graph.add_nodes("OV", len(ov), layer + 1)
-      graph.add_edges("QUERY", residual, qk_ids, query[:, part][:, qk])
-      graph.add_edges("KEY", residual, qk_ids, key[:, part][:, qk])
-      graph.add_edges("VALUE", residual, ov_ids, value[:, part][:, ov])
-      graph.add_edges("OUTPUT", ov_ids, residual, output_T[:, part][:, ov].T)
-      graph.add_edges("HEAD_QK", qk_ids, head_id, np.ones((len(qk), 1)))
-      graph.add_edges("HEAD_OV", ov_ids, head_id, np.ones((len(ov), 1)))
-    mlp_in = w(params_lib.mlp_key(layer, "linear_1"))
-    mlp_out = w(params_lib.mlp_key(layer, "linear_2"))
-    used = _used(mlp_in, mlp_out.T)
-    neurons = graph.add_nodes("NEURON", len(used), layer + 1)
-    graph.add_edges("MLP_IN", residual, neurons, mlp_in[:, used])
-    graph.add_edges("MLP_OUT", neurons, residual, mlp_out[used])
-
-  if output.numerical:
-    outputs = graph.add_nodes("OUTPUT_NUMERICAL", 1)
-  else:
-    outputs = graph.add_nodes(
-        "OUTPUT", len(output.dims),
-        index=range(len(output.dims)),
-        value=[value_id(v) if config.use_values else _SPECIAL_IDS["UNKNOWN"]
-               for v in output.values])
-  unembed = np.zeros((d_model, len(outputs)), np.float32)
-  unembed[list(output.dims), np.arange(len(outputs))] = 1
-  graph.add_edges("UNEMBED", residual, outputs, unembed)
-  result = graph.build()
-
-  max_nodes, max_edges, max_summary = config.buckets[-1]
-  num_summary = int(np.isin(result.node_type, SUMMARY_TYPE_IDS).sum())
-  if (result.num_nodes > max_nodes or result.num_edges > max_edges
-      or num_summary > max_summary):
-    raise LimitExceeded(
-        f"weight graph has {result.num_nodes} nodes, {result.num_edges} "
-        f"edges and {num_summary} summary nodes; the limits are max nodes "
-        f"{max_nodes}, max edges {max_edges}, max summary nodes {max_summary} "
-        "(the last of graph.buckets)")
-  largest_index = int(result.node_index.max())
-  if largest_index >= config.max_index:
-    raise LimitExceeded(
-        f"weight graph has a token, position or output rank of "
-        f"{largest_index}; ranks are embedded below max_index="
-        f"{config.max_index}")
-  return result
+  layout = check_weights(params, input_tokens, output, num_heads)
+  graph = construct_graph(params, layout, input_tokens, output, num_heads,
+                          config.use_values, compiler_bos, compiler_pad)
+  check_limits(graph, layout.num_layers, config)
+  return graph
 
 
 def check_buckets(buckets: Sequence[Sequence[int]]) -> None:
@@ -315,9 +382,48 @@ def summary_nodes(graph: WeightGraph) -> np.ndarray:
   return np.flatnonzero(np.isin(graph.node_type, SUMMARY_TYPE_IDS))
 
 
-def batch_graphs(graphs: Sequence[WeightGraph],
-                 buckets: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
-  """The disjoint union of `graphs`, padded to the first bucket that fits.
+@dataclasses.dataclass(frozen=True)
+class GraphSet:
+  """Many graphs as one: each field of every graph concatenated, so that a
+  batch is cut out with a few array operations (`take_batch`).
+
+  Attributes:
+    union: the concatenated fields; edge ends stay ids within their own
+      graph.
+    node_start: int64 [G + 1], graph g's nodes are node_start[g] up to
+      node_start[g + 1].
+    edge_start: int64 [G + 1], likewise for edges.
+  """
+
+  union: WeightGraph
+  node_start: np.ndarray
+  edge_start: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.node_start) - 1
+
+
+def concatenate_graphs(graphs: Sequence[WeightGraph]) -> GraphSet:
+  """The graphs as one `GraphSet`, in order."""
+  starts = lambda counts: np.concatenate([[0], np.cumsum(counts)]).astype(
+      np.int64)
+  return GraphSet(
+      WeightGraph(**{name: np.concatenate(
+          [np.zeros(0, dtype)] + [getattr(g, name) for g in graphs]
+      ).astype(dtype) for name, dtype in _DTYPES.items()}),
+      starts([g.num_nodes for g in graphs]),
+      starts([g.num_edges for g in graphs]))
+
+
+def _ranges(start_B: np.ndarray, count_B: np.ndarray) -> np.ndarray:
+  """start[b], ..., start[b] + count[b] - 1 for every b, concatenated."""
+  first_B = np.cumsum(count_B) - count_B
+  return np.repeat(start_B - first_B, count_B) + np.arange(count_B.sum())
+
+
+def take_batch(graphs: GraphSet, ids_B: np.ndarray,
+               buckets: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+  """The disjoint union of graphs[ids], padded to the first bucket that fits.
 
   Returns node arrays [N] and edge arrays [E] (the `WeightGraph` fields, edge
   ends offset to the union's node ids) with `node_mask` [N] and `edge_mask`
@@ -325,11 +431,17 @@ def batch_graphs(graphs: Sequence[WeightGraph],
   with `summary_mask` [B, S]. Padding nodes have type PAD; padding edges are
   PAD edges from node 0 to node 0, masked. LimitExceeded if no bucket fits.
   """
-  b = len(graphs)
-  total_nodes = sum(g.num_nodes for g in graphs)
-  total_edges = sum(g.num_edges for g in graphs)
-  summaries = [summary_nodes(g) for g in graphs]
-  widest = max(len(x) for x in summaries)
+  b = len(ids_B)
+  node_count_B = graphs.node_start[ids_B + 1] - graphs.node_start[ids_B]
+  edge_count_B = graphs.edge_start[ids_B + 1] - graphs.edge_start[ids_B]
+  node_N = _ranges(graphs.node_start[ids_B], node_count_B)
+  edge_E = _ranges(graphs.edge_start[ids_B], edge_count_B)
+  node_type_N = graphs.union.node_type[node_N]
+  graph_N = np.repeat(np.arange(b), node_count_B)
+  summary_S = np.flatnonzero(np.isin(node_type_N, SUMMARY_TYPE_IDS))
+  summary_count_B = np.bincount(graph_N[summary_S], minlength=b)
+  total_nodes, total_edges = len(node_N), len(edge_E)
+  widest = int(summary_count_B.max())
   for nodes, edges, summary in buckets:
     if (total_nodes <= nodes * b and total_edges <= edges * b
         and widest <= summary):
@@ -338,20 +450,31 @@ def batch_graphs(graphs: Sequence[WeightGraph],
     raise LimitExceeded(
         f"{b} graphs of {total_nodes} nodes, {total_edges} edges and up to "
         f"{widest} summary nodes fit no bucket of {list(buckets)}")
-  offsets = np.cumsum([0] + [g.num_nodes for g in graphs])
-  pad = lambda a, n: np.pad(a, (0, n - len(a)))
+
+  first_node_B = np.cumsum(node_count_B) - node_count_B
+  first_node_E = np.repeat(first_node_B, edge_count_B)
   out = {}
-  for field in dataclasses.fields(WeightGraph):
-    parts = [getattr(g, field.name) for g in graphs]
-    if field.name in ("edge_source", "edge_target"):
-      parts = [p + o for p, o in zip(parts, offsets)]
-    size = nodes * b if field.name.startswith("node_") else edges * b
-    out[field.name] = pad(np.concatenate(parts), size)
+  for name, dtype in _DTYPES.items():
+    is_node = name.startswith("node_")
+    padded = np.zeros(nodes * b if is_node else edges * b, dtype)
+    values = getattr(graphs.union, name)[node_N if is_node else edge_E]
+    padded[:len(values)] = values
+    if name in ("edge_source", "edge_target"):
+      padded[:len(values)] += first_node_E
+    out[name] = padded
   out["node_mask"] = np.arange(nodes * b) < total_nodes
   out["edge_mask"] = np.arange(edges * b) < total_edges
-  out["summary_index"] = np.stack([pad(x + o, summary)
-                                   for x, o in zip(summaries, offsets)]
-                                  ).astype(np.int32)
-  out["summary_mask"] = np.arange(summary)[None] < np.array(
-      [len(x) for x in summaries])[:, None]
+  first_summary_B = np.cumsum(summary_count_B) - summary_count_B
+  summary_index_BxS = np.zeros((b, summary), np.int32)
+  summary_index_BxS[graph_N[summary_S], np.arange(len(summary_S))
+                    - first_summary_B[graph_N[summary_S]]] = summary_S
+  out["summary_index"] = summary_index_BxS
+  out["summary_mask"] = np.arange(summary)[None] < summary_count_B[:, None]
   return out
+
+
+def batch_graphs(graphs: Sequence[WeightGraph],
+                 buckets: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+  """The disjoint union of `graphs`, padded: `take_batch` of all of them."""
+  return take_batch(concatenate_graphs(graphs), np.arange(len(graphs)),
+                    buckets)

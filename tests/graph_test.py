@@ -80,19 +80,78 @@ def test_value_ids_keep_types_apart():
   assert graph.value_id(10**6) == graph.value_id(10**7)
 
 
-def test_over_the_limits_raises_naming_them():
-  config = graph.default_graph_config()
-  config.buckets = ((16, 32, 16),)
-  with pytest.raises(LimitExceeded, match="max nodes 16"):
-    _graph(_compiled(0), config=config)
-  config = graph.default_graph_config()
-  config.max_layers = 0
-  with pytest.raises(LimitExceeded, match="max_layers=0"):
-    _graph(_compiled(0), config=config)
-  config = graph.default_graph_config()
-  config.max_index = 3  # Every model has more token rows than that.
-  with pytest.raises(LimitExceeded, match="max_index=3"):
-    _graph(_compiled(0), config=config)
+def _checked(compiled: compiler.CompiledModel, params=None,
+             input_tokens=None, output=None) -> params_lib.Layout:
+  return graph.check_weights(
+      compiled.params if params is None else params,
+      compiled.input_tokens if input_tokens is None else input_tokens,
+      output or compiled.output_decoding, compiled.num_heads)
+
+
+def test_check_weights_returns_the_layout_or_names_what_is_wrong():
+  compiled = _compiled(0)
+  assert _checked(compiled) == params_lib.check_params(compiled.params)
+  params = {k: dict(v) for k, v in compiled.params.items()}
+  key = params_lib.mlp_key(0, "linear_1")
+  params[key]["b"] = np.ones_like(params[key]["b"])
+  with pytest.raises(ValueError, match="'b'] is nonzero"):
+    _checked(compiled, params=params)
+  with pytest.raises(ValueError, match="input tokens"):
+    _checked(compiled, input_tokens=compiled.input_tokens[1:])
+  d_model = params_lib.check_params(compiled.params).d_model
+  output = dataclasses.replace(compiled.output_decoding, dims=tuple(
+      d_model + i for i in range(len(compiled.output_decoding.dims))))
+  with pytest.raises(ValueError, match="do not fit a residual stream"):
+    _checked(compiled, output=output)
+
+
+def _constructed(compiled: compiler.CompiledModel, use_values: bool = True
+                 ) -> graph.WeightGraph:
+  return graph.construct_graph(
+      compiled.params, _checked(compiled), compiled.input_tokens,
+      compiled.output_decoding, compiled.num_heads, use_values,
+      compiler.COMPILER_BOS, compiler.COMPILER_PAD)
+
+
+def _assert_same_graph(a: graph.WeightGraph, b: graph.WeightGraph) -> None:
+  for field in dataclasses.fields(graph.WeightGraph):
+    np.testing.assert_array_equal(getattr(a, field.name),
+                                  getattr(b, field.name), strict=True)
+
+
+def test_construct_graph_orders_nodes_and_is_build_graph_within_limits():
+  compiled = _compiled(2)
+  constructed = _constructed(compiled)
+  _assert_same_graph(constructed, _graph(compiled))
+  names = [graph.NODE_TYPES[t] for t in constructed.node_type]
+  first = {name: names.index(name) for name in set(names)}
+  assert (first["RESIDUAL"] < first["TOKEN"] < first["POSITION"]
+          < min(first.get(t, len(names)) for t in ("HEAD", "NEURON"))
+          < first.get("OUTPUT", first.get("OUTPUT_NUMERICAL")))
+  layers = constructed.node_layer[np.isin(constructed.node_type, [
+      graph.NODE_TYPE_IDS[t] for t in ("HEAD", "QK", "OV", "NEURON")])]
+  assert (np.diff(layers) >= 0).all() and layers.min() >= 1
+  # use_values changes node features, never edges.
+  np.testing.assert_array_equal(
+      _constructed(compiled, use_values=False).edge_value,
+      constructed.edge_value)
+
+
+def test_check_limits_names_the_limit_and_build_graph_raises_it():
+  compiled = _compiled(0)
+  constructed = _constructed(compiled)
+  layers = _checked(compiled).num_layers
+  graph.check_limits(constructed, layers, graph.default_graph_config())
+  for overrides, message in [(dict(buckets=((16, 32, 16),)), "max nodes 16"),
+                             (dict(max_layers=0), "max_layers=0"),
+                             # Every model has more token rows than that.
+                             (dict(max_index=3), "max_index=3")]:
+    config = graph.default_graph_config()
+    config.update(overrides)
+    with pytest.raises(LimitExceeded, match=message):
+      graph.check_limits(constructed, layers, config)
+    with pytest.raises(LimitExceeded, match=message):
+      _graph(compiled, config=config)
 
 
 def _permuted_neurons_and_head_dims(params, rng):
@@ -160,3 +219,50 @@ def test_a_hand_written_model_of_published_size_fits_the_default_limits():
   assert layout.d_model > 100
   weight_graph = _graph(compiled)
   assert weight_graph.num_nodes <= graph.default_graph_config().buckets[-1][0]
+
+
+def _batch_one_by_one(graphs, buckets):
+  """The union of `graphs` built example by example: the definition that
+  `graph.take_batch` vectorises."""
+  b = len(graphs)
+  summaries = [graph.summary_nodes(g) for g in graphs]
+  total_nodes = sum(g.num_nodes for g in graphs)
+  total_edges = sum(g.num_edges for g in graphs)
+  nodes, edges, summary = next(
+      (n, e, s) for n, e, s in buckets if total_nodes <= n * b
+      and total_edges <= e * b and max(map(len, summaries)) <= s)
+  offsets = np.cumsum([0] + [g.num_nodes for g in graphs])
+  pad = lambda a, n: np.pad(a, (0, n - len(a)))
+  out = {}
+  for field in dataclasses.fields(graph.WeightGraph):
+    parts = [getattr(g, field.name) for g in graphs]
+    if field.name in ("edge_source", "edge_target"):
+      parts = [p + o for p, o in zip(parts, offsets)]
+    size = nodes * b if field.name.startswith("node_") else edges * b
+    out[field.name] = pad(np.concatenate(parts), size).astype(
+        np.float32 if field.name == "edge_value" else np.int32)
+  out["node_mask"] = np.arange(nodes * b) < total_nodes
+  out["edge_mask"] = np.arange(edges * b) < total_edges
+  out["summary_index"] = np.stack([pad(x + o, summary) for x, o in zip(
+      summaries, offsets)]).astype(np.int32)
+  out["summary_mask"] = np.arange(summary)[None] < np.array(
+      [len(x) for x in summaries])[:, None]
+  return out
+
+
+def test_take_batch_is_the_union_built_one_graph_at_a_time():
+  graphs = [_graph(_compiled(i)) for i in range(6)]
+  graph_set = graph.concatenate_graphs(graphs)
+  assert len(graph_set) == 6
+  buckets = ((40, 80, 30), (100, 200, 60), (400, 900, 200))
+  rng = np.random.default_rng(0)
+  for size in (1, 2, 5, 9):
+    ids = rng.choice(6, size)  # Repeats too: a batch may hold one twice.
+    taken = graph.take_batch(graph_set, ids, buckets)
+    expected = _batch_one_by_one([graphs[i] for i in ids], buckets)
+    assert taken.keys() == expected.keys()
+    for key, value in expected.items():
+      np.testing.assert_array_equal(taken[key], value, err_msg=key,
+                                    strict=True)
+  with pytest.raises(LimitExceeded, match="fit no bucket"):
+    graph.take_batch(graph_set, np.arange(6), buckets[:1])

@@ -1,8 +1,15 @@
 """Training batches from dataset records, through grain.
 
-Source → shard by process → shuffle → repeat → decode, encode (threads,
-optionally worker processes) → drop records over the size limits → batch →
-jnp → prefetch.
+Per example (the block encoder, or `input.cache=False`): source → shard by
+process → shuffle → repeat → decode, encode (threads, optionally worker
+processes) → drop records over the size limits → batch → device → prefetch.
+
+Cached (the graph encoder's default): every record is encoded once
+(encoding/cache.py: next to a dataset split, in memory for other sources),
+and batch j is cut from those arrays with a few numpy operations: the kept
+examples jB .. jB + B - 1 of the very stream the per-example path batches
+(the same grain shuffle on record indices), so both paths give the same
+batches. ~25x faster on 2 cores: one process feeds one GPU.
 
 The weights are encoded as a weight graph (`input.encoder="graph"`, the
 default; encoding/graph.py): a batch is the disjoint union of its examples'
@@ -13,9 +20,10 @@ below. The block encoder (`"blocks"`, encoding/weights.py, settings in the
 
 The source is any random-access sequence of `records.record_to_bytes` bytes:
 `rasp_gen.dataset.data_source(out_dir, split)` for a generated dataset, or a
-plain list in tests. Every step is a function of the element index and the
-seed, so the iterator's `get_state()` is a small dict, and `set_state()` on a
-fresh iterator resumes with exactly the batches that would have come next.
+plain list in tests. Every step is a function of the element (or batch)
+index and the seed, so the iterator's `get_state()` is a small dict, and
+`set_state()` on a fresh iterator of the same path resumes with exactly the
+batches that would have come next.
 
 Every batch has, B = batch_size, R = max_rows:
 
@@ -44,8 +52,11 @@ many, per program length.
 """
 
 import collections
+import concurrent.futures
 import dataclasses
 import functools
+import sys
+import threading
 from typing import Any, Optional, Sequence
 
 import grain
@@ -57,11 +68,12 @@ import numpy as np
 from compiled import params as params_lib
 from compiled import forward
 from encoding import augment as augment_lib
+from encoding import cache
 from encoding import graph as graph_lib
 from encoding import tokens, weights
 from encoding.limits import LimitExceeded
 from encoding.vocabulary import NUM_COLUMNS, PAD
-from rasp_gen import records
+from rasp_gen import dataset, records
 
 Example = dict[str, np.ndarray]
 AUGMENTATIONS = ("none", "permute", "rotate")
@@ -81,13 +93,27 @@ def default_input_config() -> ml_collections.ConfigDict:
   config.max_rows = 10
   config.seed = 0  # Shuffle order and augmentation draws.
   config.num_epochs = 0  # Passes over the data; 0 repeats forever.
-  config.num_workers = 0  # grain worker processes; 0 encodes in-process.
+  # Graph encoder: encode each record once (encoding/cache.py, next to a
+  # dataset; in memory for other sources) and cut batches from flat arrays.
+  # False encodes every example of every epoch, as the block encoder always
+  # does; both give the same batches.
+  config.cache = True
+  # grain worker processes; 0 batches in-process. The cached graph path
+  # needs none: in-process it gives ~700 batches/s of 32 graphs on 2 busy
+  # cores, more than one GPU steps through at configs/cpu.py's size
+  # (~300/s: 3.2 ms a step on an H100), and workers would copy every batch
+  # between processes. The per-example paths (blocks, cache=False) manage
+  # ~30 batches/s per process: give them a worker per core to spare.
+  config.num_workers = 0
   config.worker_buffer_size = 4  # Batches each worker prepares ahead.
-  # Threads encoding examples in each process, and examples they read ahead
-  # (an example is ~max_blocks * block_size * 4 bytes, 1 MiB by default).
+  # Per-example paths: threads encoding examples in each process, and
+  # examples they read ahead (a block example is ~max_blocks * block_size *
+  # 4 bytes, 1 MiB by default).
   config.read_threads = 8
   config.read_buffer_size = 64
-  config.prefetch_batches = 2  # jnp batches prepared ahead in a thread.
+  # Device batches prepared ahead in a thread (on the cached path, this
+  # thread also cuts them).
+  config.prefetch_batches = 2
   return config
 
 
@@ -193,40 +219,149 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                      f"{config.blocks.augment!r}")
 
 
+class _KeptOrder:
+  """Epoch by epoch, the rows of the kept examples of this process's shard
+  in the order the per-example path reads them: grain's shuffle with the
+  same seeds (a fresh order each epoch) on record indices, then the records
+  over the limits left out.
+
+  grain shuffles element by element (~10 us a record), so while one epoch
+  is read the next one's order is computed in a background thread: no
+  stall at epoch boundaries.
+  """
+
+  def __init__(self, row: np.ndarray, config: ml_collections.ConfigDict):
+    shard = slice(jax.process_index(), None, jax.process_count())
+    size = len(range(len(row))[shard])
+    self._row = row
+    self._order = (grain.MapDataset.range(len(row))[shard]
+                   .seed(config.input.seed).shuffle().repeat().batch(size))
+    self.kept_per_epoch = int((row[shard] >= 0).sum())
+    self._start()
+
+  def _start(self) -> None:
+    self._lock = threading.Lock()
+    self._executor = concurrent.futures.ThreadPoolExecutor(1)
+    self._epochs: dict[int, concurrent.futures.Future] = {}
+
+  def __getstate__(self) -> dict[str, Any]:
+    return {key: vars(self)[key]
+            for key in ("_row", "_order", "kept_per_epoch")}
+
+  def __setstate__(self, state: dict[str, Any]) -> None:
+    vars(self).update(state)
+    self._start()
+
+  def _compute(self, epoch: int) -> np.ndarray:
+    rows = self._row[self._order[epoch]]
+    return rows[rows >= 0]
+
+  def rows(self, epoch: int) -> np.ndarray:
+    with self._lock:
+      for e in list(self._epochs):
+        if e < epoch:
+          del self._epochs[e]
+      for e in (epoch, epoch + 1):
+        if e not in self._epochs:
+          self._epochs[e] = self._executor.submit(self._compute, e)
+      future = self._epochs[epoch]
+    return future.result()
+
+
+class _CachedBatches:
+  """Random access to the cached path's batches: batch j holds kept
+  examples jB .. jB + B - 1 of the per-example path's stream (`_KeptOrder`),
+  cut from an `EncodedSplit` with a few array operations. So both paths
+  give the same batches, and a grain iterator over these needs only the
+  batch index as its state.
+  """
+
+  def __init__(self, encoded: cache.EncodedSplit,
+               config: ml_collections.ConfigDict):
+    self._encoded = encoded
+    self._order = _KeptOrder(encoded.row, config)
+    self._batch_size = config.input.batch_size
+    self._buckets = config.graph.buckets
+    kept = self._order.kept_per_epoch
+    if not kept:
+      raise ValueError("every record of this process's shard is over the "
+                       "encoder's size limits")
+    epochs = config.input.num_epochs
+    self._len = epochs * kept // self._batch_size if epochs else sys.maxsize
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, index: int) -> Example:
+    first = index * self._batch_size
+    epoch_B, rank_B = np.divmod(np.arange(first, first + self._batch_size),
+                                self._order.kept_per_epoch)
+    rows_B = np.concatenate([self._order.rows(int(e))[rank_B[epoch_B == e]]
+                             for e in np.unique(epoch_B)])
+    return self._encoded.take(rows_B, self._buckets)
+
+
+def _encoded_split(source: Sequence[bytes],
+                   config: ml_collections.ConfigDict) -> cache.EncodedSplit:
+  """Every record of `source` encoded once: from (or into) the cache next to
+  a dataset split, else in memory."""
+  encode = functools.partial(encode_record, config=config)
+  if isinstance(source, dataset.SplitSource):
+    settings = {"encoder": config.input.encoder,
+                "graph": config.graph.to_dict(),
+                "max_rows": config.input.max_rows}
+    return cache.load_or_build(source, settings, encode)
+  return cache.encode(source, encode)
+
+
+def _per_example_batches(source: Sequence[bytes],
+                         config: ml_collections.ConfigDict
+                         ) -> grain.IterDataset:
+  """Batches encoded example by example, every epoch."""
+  example = functools.partial(_example_or_none, config=config)
+  # `seed` gives shuffle and random_map each their own derived seed; both
+  # reseed every epoch.
+  return (grain.MapDataset.source(source)
+          [jax.process_index()::jax.process_count()]
+          .seed(config.input.seed)
+          .shuffle()
+          .repeat(config.input.num_epochs or None)
+          .random_map(example)
+          .filter(lambda e: e is not None)
+          .to_iter_dataset(grain.ReadOptions(
+              num_threads=config.input.read_threads,
+              prefetch_buffer_size=config.input.read_buffer_size))
+          .batch(config.input.batch_size, drop_remainder=True,
+                 batch_fn=functools.partial(batch_examples, config=config)))
+
+
 def make_dataset(source: Sequence[bytes], config: ml_collections.ConfigDict
                  ) -> grain.IterDataset:
   """Batches of this process's shard of `source`; see the module docstring.
 
   Args:
-    source: random access to record bytes (`__len__`, `__getitem__`).
+    source: random access to record bytes (`__len__`, `__getitem__`);
+      `rasp_gen.dataset.data_source` keeps the graph encoder's cache next to
+      its dataset.
     config: a training config; its `input` group (`default_input_config()`)
       and the `graph` or `blocks` group its encoder reads.
   """
   check_config(config)
-  example = functools.partial(_example_or_none, config=config)
-  # `seed` gives shuffle and random_map each their own derived seed; both
-  # reseed every epoch.
-  dataset = (grain.MapDataset.source(source)
-             [jax.process_index()::jax.process_count()]
-             .seed(config.input.seed)
-             .shuffle()
-             .repeat(config.input.num_epochs or None)
-             .random_map(example)
-             .filter(lambda e: e is not None)
-             .to_iter_dataset(grain.ReadOptions(
-                 num_threads=config.input.read_threads,
-                 prefetch_buffer_size=config.input.read_buffer_size))
-             .batch(config.input.batch_size, drop_remainder=True,
-                    batch_fn=functools.partial(batch_examples,
-                                               config=config)))
+  if config.input.encoder == "graph" and config.input.cache:
+    # No read threads: a batch takes well under a millisecond to cut, and
+    # the prefetch thread below cuts them ahead.
+    batches = grain.MapDataset.source(_CachedBatches(
+        _encoded_split(source, config), config)).to_iter_dataset(
+            grain.ReadOptions(num_threads=0))
+  else:
+    batches = _per_example_batches(source, config)
   if config.input.num_workers:
-    dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
+    batches = batches.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=config.input.num_workers,
         per_worker_buffer_size=config.input.worker_buffer_size))
-  dataset = dataset.map(lambda batch: {k: jnp.asarray(v)
-                                       for k, v in batch.items()})
+  batches = batches.map(jax.device_put)
   return grain.experimental.ThreadPrefetchIterDataset(
-      dataset, prefetch_buffer_size=config.input.prefetch_batches)
+      batches, prefetch_buffer_size=config.input.prefetch_batches)
 
 
 def drops_by_length(source: Sequence[bytes],

@@ -89,13 +89,23 @@ def check_shards(out_dir: str) -> None:
                        "manifest: corrupted; regenerate the dataset")
 
 
-def data_source(out_dir: str,
-                split: str) -> grain.sources.ArrayRecordDataSource:
+class SplitSource(grain.sources.ArrayRecordDataSource):
+  """A split's record bytes that know their dataset (`out_dir`, `split`),
+  so that a reader can keep what it derives next to them
+  (encoding/cache.py)."""
+
+  def __init__(self, out_dir: str, split: str):
+    paths = split_paths(out_dir, split)
+    if not paths:
+      raise ValueError(f"split {split!r} of {out_dir!r} has no records")
+    super().__init__(paths)
+    self.out_dir = out_dir
+    self.split = split
+
+
+def data_source(out_dir: str, split: str) -> SplitSource:
   """Random access to the split's record bytes, for a grain pipeline."""
-  paths = split_paths(out_dir, split)
-  if not paths:
-    raise ValueError(f"split {split!r} of {out_dir!r} has no records")
-  return grain.sources.ArrayRecordDataSource(paths)
+  return SplitSource(out_dir, split)
 
 
 def read_split(out_dir: str, split: str) -> list[records.Record]:

@@ -1,5 +1,6 @@
 """The grain input pipeline: batch format, exact resume, shards and drops."""
 
+import functools
 import json
 
 import chex
@@ -41,8 +42,21 @@ def configs(attention_form: str = "raw", augment: str = "none",
   return config
 
 
+def graph_configs(buckets=((60, 120, 40), (120, 300, 80)), **overrides
+                  ) -> ml_collections.ConfigDict:
+  """A graph-encoder config whose last bucket drops about a third of
+  `source`; `overrides` go to the input group."""
+  config = configs(encoder="graph", **overrides)
+  config.graph.buckets = buckets
+  return config
+
+
 def _take(iterator, count: int) -> list[dict]:
   return [jax.tree.map(np.asarray, next(iterator)) for _ in range(count)]
+
+
+def _epoch(dataset) -> list[dict]:
+  return [jax.tree.map(np.asarray, b) for b in dataset]
 
 
 def _assert_same(first: list[dict], second: list[dict]) -> None:
@@ -50,7 +64,7 @@ def _assert_same(first: list[dict], second: list[dict]) -> None:
   for a, b in zip(first, second):
     assert a.keys() == b.keys()
     for key in a:
-      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key, strict=True)
 
 
 @pytest.mark.parametrize("form", weights.ATTENTION_FORMS)
@@ -120,16 +134,44 @@ def test_batches_are_jax_arrays(source):
   assert batch["blocks"].dtype == jnp.float32
 
 
-@pytest.mark.parametrize("augment", ["none", "permute"])
-def test_resume_from_a_saved_state_is_exact(source, augment):
-  dataset = pipeline.make_dataset(source, configs(augment=augment))
-  iterator = iter(dataset)
+_PATHS = {"blocks": configs,
+          "blocks-permute": functools.partial(configs, augment="permute"),
+          "graph-cached": graph_configs}
+
+
+@pytest.mark.parametrize("path", _PATHS)
+def test_resume_from_a_saved_state_is_exact(source, path):
+  iterator = iter(pipeline.make_dataset(source, _PATHS[path]()))
   _take(iterator, 3)
   state = json.loads(json.dumps(iterator.get_state()))  # As a checkpoint.
   expected = _take(iterator, 8)  # Crosses an epoch boundary.
-  resumed = iter(pipeline.make_dataset(source, configs(augment=augment)))
+  resumed = iter(pipeline.make_dataset(source, _PATHS[path]()))
   resumed.set_state(state)
   _assert_same(_take(resumed, 8), expected)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(), dict(seed=3, batch_size=3), dict(batch_size=5, num_epochs=3)])
+@pytest.mark.parametrize("process", [None, 0, 1])
+def test_cached_batches_are_the_per_example_batches(source, overrides,
+                                                    process, monkeypatch):
+  """The same examples in the same order, as the same padded arrays, across
+  epoch boundaries, with records dropped, on every process's shard: the
+  cache changes how fast batches come, not what the model sees."""
+  if process is not None:
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "process_index", lambda: process)
+  config = graph_configs(**overrides)
+  dropped = sum(d for d, _ in pipeline.drops_by_length(source,
+                                                       config).values())
+  assert 0 < dropped < len(source) / 2
+  cached = pipeline.make_dataset(source, config)
+  per_example = pipeline.make_dataset(source, graph_configs(cache=False,
+                                                            **overrides))
+  if config.input.num_epochs:  # Both end after the same batches.
+    _assert_same(_epoch(cached), _epoch(per_example))
+  else:
+    _assert_same(_take(iter(cached), 12), _take(iter(per_example), 12))
 
 
 def test_seed_changes_the_order(source):
@@ -142,10 +184,6 @@ def test_seed_changes_the_order(source):
 def _fingerprints(batches: list[dict]) -> list[bytes]:
   return [b["program"][i].tobytes() + b["blocks"][i].tobytes()
           for b in batches for i in range(len(b["program"]))]
-
-
-def _epoch(dataset) -> list[dict]:
-  return [jax.tree.map(np.asarray, b) for b in dataset]
 
 
 def test_processes_read_disjoint_shards(source, monkeypatch):
@@ -221,17 +259,19 @@ def test_products_use_each_records_num_heads():
     np.testing.assert_array_equal(batch[key][0], value[:n], err_msg=key)
 
 
-def test_worker_processes_give_the_same_batches(source):
+@pytest.mark.parametrize("path", ["blocks", "graph-cached"])
+def test_worker_processes_give_the_same_batches(source, path):
   # grain's workers read absl flags, which absl's app.run parses in a binary.
   flags.FLAGS.mark_as_parsed()
-  in_process = _take(iter(pipeline.make_dataset(source, configs())), 4)
-  iterator = iter(pipeline.make_dataset(source, configs(num_workers=1)))
+  make_config = _PATHS[path]
+  in_process = _take(iter(pipeline.make_dataset(source, make_config())), 4)
+  iterator = iter(pipeline.make_dataset(source, make_config(num_workers=1)))
   try:
     _assert_same(_take(iterator, 2), in_process[:2])
     state = iterator.get_state()
   finally:
     iterator.close()
-  resumed = iter(pipeline.make_dataset(source, configs(num_workers=1)))
+  resumed = iter(pipeline.make_dataset(source, make_config(num_workers=1)))
   try:
     resumed.set_state(state)
     _assert_same(_take(resumed, 2), in_process[2:])

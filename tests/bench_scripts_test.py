@@ -1,4 +1,5 @@
-"""bench/lib_programs.py and bench/beam_widths.py on a tiny trained model."""
+"""bench/lib_programs.py and bench/beam_widths.py on a tiny trained model;
+bench/input_pipeline.py and bench/train_speed.py for a few batches."""
 
 import importlib.util
 import os
@@ -9,7 +10,7 @@ from tracr.rasp import rasp
 
 from compiled import verify
 from configs import tiny
-from encoding import tokens
+from encoding import synthetic, tokens
 from encoding.vocabulary import NA, PROGRAM_END, PROGRAM_START
 from meta_model import decompiler, fit, heldout
 from rasp_gen import convert
@@ -29,6 +30,8 @@ def _load(name: str):
 
 lib_programs = _load("lib_programs")
 beam_widths = _load("beam_widths")
+input_pipeline = _load("input_pipeline")
+train_speed = _load("train_speed")
 
 
 def _entry(name: str):
@@ -129,3 +132,36 @@ def test_both_scripts_on_a_tiny_trained_model(tmp_path):
     assert report["beams"][2][split] == metrics[split]["overall"]
   table = beam_widths.format_table(report).splitlines()
   assert [line.split(" | ")[0] for line in table[-2:]] == ["| 1", "| 2"]
+
+
+def test_input_pipeline_times_each_path_of_each_encoder():
+  config = tiny.get_config()
+  source = synthetic.record_source(0, 12, config.data.sampler)
+  cached, per_example = input_pipeline.run(source, config, 0.1, 1)
+  assert (cached.path, per_example.path) == ("cached", "per-example")
+  assert config.input.cache  # The per-example run used a copy.
+  for result in (cached, per_example):
+    assert result.batches_per_second > 0
+    assert sum(result.buckets.values()) == result.batches
+    assert set(result.buckets) <= {n for n, _, _ in config.graph.buckets}
+  config.input.encoder = "blocks"
+  (blocks,) = input_pipeline.run(source, config, 0.1, 1)
+  assert blocks.path == "per-example"
+  assert set(blocks.buckets) <= set(config.blocks.buckets)
+
+
+def test_train_speed_times_the_step_and_the_loop():
+  config = tiny.get_config()
+  source = synthetic.record_source(0, 16, config.data.sampler)
+  report = train_speed.run(config, source, steps=3, warmup_steps=1)
+  assert report.step_seconds > 0 and report.loop_seconds > 0
+  assert report.step_flops > 0 and report.loop_flops > 0
+  text = train_speed.format_report(report).splitlines()
+  assert [line.split(":")[0] for line in text] == [
+      "device", "step alone", "full loop (pipeline + step + logging)",
+      "loop / step", "matmul chain of the step's FLOPs"]
+  assert "MFU unknown" in text[1]  # No peak for CPUs.
+  assert train_speed.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+  assert train_speed.peak_flops("NVIDIA H100 PCIe") == 756e12
+  assert train_speed.peak_flops("TPU v5 lite") == 197e12
+  assert train_speed.peak_flops("cpu") is None

@@ -1,11 +1,17 @@
-"""Training the meta-model: mesh -> data -> state -> restore -> loop.
+"""Training the meta-model: run -> mesh -> state -> data -> restore -> loop.
 
-`train_and_evaluate(config, workdir)` is all `train.py` calls. The data come
-from `config.data_dir` (default WORKDIR/data) and are generated there first
-if missing. Rerunning with the same workdir resumes from the latest
-checkpoint (`meta_model.checkpoints`), input iterator included, so a resumed
-run ends with the parameters an uninterrupted one would have; it says so
-and from which step.
+`train_and_evaluate(config, workdir)` is all `train.py` calls; it reads top
+to bottom as those steps (`prepare_run`, `make_mesh`, `init_state`,
+`train_iterator`, `restore_latest`, `make_steps`, `train_loop`) and ends with
+the `showcase`: the first test program within the encoder's limits,
+decompiled from its weights by search and verify, printed beside the true
+program with the verdict.
+
+The data come from `config.data_dir` (default WORKDIR/data) and are
+generated there first if missing. Rerunning with the same workdir resumes
+from the latest checkpoint (`meta_model.checkpoints`), input iterator
+included, so a resumed run ends with the parameters an uninterrupted one
+would have; it says so and from which step.
 
 Before the loop a size check encodes the first `size_check_records` training
 records: the share over the encoder's limits (which the input pipeline
@@ -19,27 +25,31 @@ Validation metrics are sums over the validation batches divided once
 accuracy per program), never means of per-batch ratios.
 """
 
+import dataclasses
 import math
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import tqdm
 from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from compiled import verify
 from encoding import pipeline, tokens
-from meta_model import build, checkpoints, decode
+from meta_model import build, checkpoints, decode, decompiler, heldout, search
 from meta_model import loss as loss_lib
 from meta_model import optimizer as optimizer_lib
 from meta_model.errors import UserError
-from rasp_gen import dataset, generate
+from rasp_gen import convert, dataset, generate
 from rasp_gen.program import canonicalize
 
 State = dict[str, Any]
@@ -223,11 +233,13 @@ def greedy_programs_right(decoded_BxRx5: np.ndarray,
   return right
 
 
-def _validation_batches(config: ml_collections.ConfigDict, path: str
+def validation_batches(config: ml_collections.ConfigDict, path: str
                         ) -> list[dict]:
-  """A fixed validation slice: no shuffle randomness across runs, no augment."""
+  """A fixed validation slice: no shuffle randomness across runs, and never
+  augmented (whatever `blocks.augment` says for training)."""
   config = ml_collections.ConfigDict(config)
-  config.input.update(augment="none", num_epochs=1, num_workers=0)
+  config.input.update(num_epochs=1, num_workers=0)
+  config.blocks.augment = "none"
   batches = pipeline.make_dataset(dataset.data_source(path, "validation"),
                                   config)
   return [b for _, b in zip(range(config.eval_batches), batches)]
@@ -267,39 +279,79 @@ class StepProgress:
       self.bar.update(1)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> State:
-  """Trains to `config.steps`, resuming from the latest checkpoint if any.
-
-  Returns the final state (params, opt_state, step) on the host.
-  """
-  import tensorboardX  # pylint: disable=g-import-not-at-top
-
+def prepare_run(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Checks the config, makes sure the dataset exists and records the
+  config in `workdir` (eval.py rebuilds the model from it); returns the
+  dataset's path."""
   check_config(config)
   path = ensure_dataset(config, workdir)
-  if jax.process_index() == 0:  # eval.py rebuilds the model from it.
+  if jax.process_index() == 0:
     checkpoints.write_config(config, workdir)
-  mesh = make_mesh()
-  replicated = NamedSharding(mesh, PartitionSpec())
-  batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+  return path
 
-  optimizer, schedule = optimizer_lib.make_optimizer(config)
+
+def init_state(config: ml_collections.ConfigDict,
+               optimizer: optax.GradientTransformation,
+               mesh: jax.sharding.Mesh
+               ) -> tuple[nnx.GraphDef, nnx.State, State]:
+  """A fresh train state, replicated over the mesh, with the model's graph
+  and non-trained state (`checkpoints.initial_state`)."""
   graphdef, rest, state = checkpoints.initial_state(config, optimizer)
-  state = jax.device_put(state, replicated)
+  state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
   logging.info("%s parameters on %d devices",
                f"{sum(x.size for x in jax.tree.leaves(state['params'])):,}",
                jax.device_count())
+  return graphdef, rest, state
 
+
+def train_iterator(path: str, config: ml_collections.ConfigDict
+                   ) -> tuple[grain.DatasetIterator, dict[str, Any]]:
+  """The training batches, after the size check (`check_sizes`), and its
+  counts."""
   source = dataset.data_source(path, "train")
   sizes = check_sizes(source, config)
-  iterator = iter(pipeline.make_dataset(source, config))
-  manager = checkpoints.manager(workdir, config)
-  if manager.latest_step() is not None:
-    state = checkpoints.restore(manager, state, iterator)
-    if jax.process_index() == 0:
-      tqdm.tqdm.write(f"resumed from step {int(state['step'])} of "
-                      f"{config.steps} ({os.path.join(workdir, 'checkpoints')})")
+  return iter(pipeline.make_dataset(source, config)), sizes
 
+
+def restore_latest(manager: ocp.CheckpointManager, state: State,
+                   iterator: grain.DatasetIterator,
+                   config: ml_collections.ConfigDict, workdir: str) -> State:
+  """The latest checkpoint's state, with the iterator set to where that run
+  had read, or `state` when there is none; says from which step it resumes."""
+  if manager.latest_step() is None:
+    return state
+  state = checkpoints.restore(manager, state, iterator)
+  if jax.process_index() == 0:
+    tqdm.tqdm.write(f"resumed from step {int(state['step'])} of "
+                    f"{config.steps} ({os.path.join(workdir, 'checkpoints')})")
+  return state
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+  """The jitted steps over the mesh.
+
+  Attributes:
+    train: (state, placed batch) -> (state, metrics); donates the state.
+    validate: params -> `validation_summary` over the fixed validation
+      batches (teacher-forced sums and greedy programs right); None when
+      there are no validation batches.
+    place: a process's batch -> its rows of the global batch on the mesh.
+  """
+
+  train: Callable[[State, dict], tuple[State, dict]]
+  validate: Optional[Callable[[nnx.State], dict[str, float]]]
+  place: Callable[[dict], dict]
+
+
+def make_steps(graphdef: nnx.GraphDef, rest: nnx.State,
+               optimizer: optax.GradientTransformation,
+               config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+               path: str) -> Steps:
+  """The train step and validation, jitted with the state replicated and
+  batches split over the mesh's data axis."""
+  replicated = NamedSharding(mesh, PartitionSpec())
+  batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
   train_step = jax.jit(
       make_train_step(graphdef, rest, optimizer, config),
       in_shardings=(replicated, batch_sharding),
@@ -307,58 +359,132 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   eval_step = jax.jit(make_eval_step(graphdef, rest, config),
                       in_shardings=(replicated, batch_sharding),
                       out_shardings=replicated)
-  validation = _validation_batches(config, path)
-  writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+  validation = validation_batches(config, path)
 
   def place(batch: dict) -> dict:
     # Each process holds its own rows of the global batch.
     return jax.make_array_from_process_local_data(batch_sharding, batch) \
         if jax.process_count() > 1 else jax.device_put(batch, batch_sharding)
 
+  def validate(params: nnx.State) -> dict[str, float]:
+    return validation_summary([
+        dict(jax.device_get(eval_step(params, place(b))),
+             greedy_right=greedy_programs_right(
+                 greedy_decode(graphdef, params, rest, b, config),
+                 np.asarray(b["program"])),
+             greedy_programs=len(b["program"]))
+        for b in validation])
+
+  return Steps(train_step, validate if validation else None, place)
+
+
+def _finite(metrics: dict, step: int, last_saved: int,
+            workdir: str) -> dict[str, float]:
+  """The metrics as floats; FloatingPointError at a non-finite loss, naming
+  the last good checkpoint (checked before any save)."""
+  metrics = {k: float(v) for k, v in metrics.items()}
+  if not math.isfinite(metrics["loss"]):
+    raise FloatingPointError(
+        f"non-finite loss {metrics['loss']} at step {step}; the last good "
+        f"checkpoint is step {last_saved} in {workdir}/checkpoints")
+  return metrics
+
+
+def train_loop(state: State, iterator: grain.DatasetIterator, steps: Steps,
+               schedule: optax.Schedule, manager: ocp.CheckpointManager,
+               writer: Any, config: ml_collections.ConfigDict,
+               workdir: str) -> State:
+  """Steps from the state's step to `config.steps`; returns the last state.
+
+  Logs train metrics every `log_every` steps and validation every
+  `eval_every`, and checkpoints every `checkpoint_every` (state and
+  iterator), each also at the last step; a non-finite loss stops the run
+  before it is saved.
+  """
   start_step = int(state["step"])
-  writer.add_scalar("data/dropped_share", sizes["share"], start_step)
   last_saved = start_step
   timer, timed_steps = time.perf_counter(), 0
-  progress = StepProgress(tqdm.tqdm(
-      total=config.steps, initial=start_step, desc="train",
-      disable=jax.process_index() != 0, smoothing=0.05))
-  for step in range(start_step + 1, config.steps + 1):
-    state, metrics = train_step(state, place(next(iterator)))
-    progress.dispatched(metrics["loss"])
-    timed_steps += 1
-    saving = step % config.checkpoint_every == 0 or step == config.steps
-    if step % config.log_every == 0 or saving:
-      metrics = {k: float(v) for k, v in metrics.items()}
-      if not math.isfinite(metrics["loss"]):  # Checked before any save.
-        progress.bar.close()
-        raise FloatingPointError(
-            f"non-finite loss {metrics['loss']} at step {step}; the last good "
-            f"checkpoint is step {last_saved} in {workdir}/checkpoints")
-    if step % config.log_every == 0 or step == config.steps:
-      metrics["learning_rate"] = float(schedule(step))
-      metrics["steps_per_second"] = timed_steps / (time.perf_counter() - timer)
-      timer, timed_steps = time.perf_counter(), 0
-      _log_metrics(writer, step, metrics, "train")
-      progress.bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-    if (step % config.eval_every == 0 or step == config.steps) and validation:
-      sums = [dict(jax.device_get(eval_step(state["params"], place(b))),
-                   greedy_right=greedy_programs_right(
-                       greedy_decode(graphdef, state["params"], rest, b,
-                                     config), np.asarray(b["program"])),
-                   greedy_programs=len(b["program"]))
-              for b in validation]
-      _log_metrics(writer, step, validation_summary(sums), "validation")
-    if saving:
-      checkpoints.save(manager, state, iterator)
-      last_saved = step
-  progress.flush()
-  progress.bar.close()
-  writer.close()
-  manager.close()
-  if validation and jax.process_index() == 0:
-    batch = validation[0]
-    decoded = greedy_decode(graphdef, state["params"], rest, batch, config)
-    print("A held-out program, decompiled from its weights alone:\n"
-          f"true:\n{tokens.render_rows(batch['program'][0])}\n"
-          f"predicted:\n{tokens.render_rows(decoded[0])}", flush=True)
-  return jax.device_get(state)
+  with tqdm.tqdm(total=config.steps, initial=start_step, desc="train",
+                 disable=jax.process_index() != 0, smoothing=0.05) as bar:
+    progress = StepProgress(bar)
+    for step in range(start_step + 1, config.steps + 1):
+      state, metrics = steps.train(state, steps.place(next(iterator)))
+      progress.dispatched(metrics["loss"])
+      timed_steps += 1
+      last = step == config.steps
+      logging_now = step % config.log_every == 0
+      saving = step % config.checkpoint_every == 0 or last
+      if logging_now or saving:
+        metrics = _finite(metrics, step, last_saved, workdir)
+      if logging_now or last:
+        metrics["learning_rate"] = float(schedule(step))
+        metrics["steps_per_second"] = timed_steps / (time.perf_counter()
+                                                     - timer)
+        timer, timed_steps = time.perf_counter(), 0
+        _log_metrics(writer, step, metrics, "train")
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+      if (step % config.eval_every == 0 or last) and steps.validate:
+        _log_metrics(writer, step, steps.validate(state["params"]),
+                     "validation")
+      if saving:
+        checkpoints.save(manager, state, iterator)
+        last_saved = step
+    progress.flush()
+  return state
+
+
+SHOWCASE_TITLE = ("A held-out test program, decompiled from its weights "
+                  "alone by search and verify")
+
+
+def showcase(config: ml_collections.ConfigDict, model: nnx.Module,
+             step: int, path: str,
+             beam_size: int = search.BEAM_SIZE) -> Optional[str]:
+  """What the product does, on the first test program within the encoder's
+  limits: its weights decompiled as `eval.py --decompile` does it (the
+  best of `beam_size` candidates that verifies), beside the true program,
+  with the verdict. None when the test split has no such program."""
+  record = next((r for r in heldout.read_records(path, "test")
+                 if heldout.encode_examples([r], config, permute=False)[0]),
+                None)
+  if record is None:
+    return None
+  result = decompiler.Decompiler(config, model, step).decompile(
+      heldout.weights_of(record), beam_size)
+  return "\n".join([
+      f"{SHOWCASE_TITLE} over {beam_size} beam candidates:",
+      "true program:", convert.to_python(record.program).rstrip(),
+      "decompiled:", result.python.rstrip() or "(no candidate is a program)",
+      verify.describe(result.evidence)])
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> State:
+  """Trains to `config.steps`, resuming from the latest checkpoint if any,
+  then prints the `showcase`.
+
+  Returns the final state (params, opt_state, step) on the host.
+  """
+  import tensorboardX  # pylint: disable=g-import-not-at-top
+
+  path = prepare_run(config, workdir)
+  mesh = make_mesh()
+  optimizer, schedule = optimizer_lib.make_optimizer(config)
+  graphdef, rest, state = init_state(config, optimizer, mesh)
+  iterator, sizes = train_iterator(path, config)
+  with checkpoints.manager(workdir, config) as manager:
+    state = restore_latest(manager, state, iterator, config, workdir)
+    steps = make_steps(graphdef, rest, optimizer, config, mesh, path)
+    with tensorboardX.SummaryWriter(os.path.join(workdir,
+                                                 "tensorboard")) as writer:
+      writer.add_scalar("data/dropped_share", sizes["share"],
+                        int(state["step"]))
+      state = train_loop(state, iterator, steps, schedule, manager, writer,
+                         config, workdir)
+  state = jax.device_get(state)
+  if jax.process_index() == 0:
+    text = showcase(config, nnx.merge(graphdef, state["params"], rest),
+                    int(state["step"]), path)
+    if text:
+      print(text, flush=True)
+  return state

@@ -1,6 +1,7 @@
 """The real training loop on the tiny config: end to end, sharded, resumed."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from configs import tiny
 from encoding import pipeline
 from meta_model import build, fit, optimizer as optimizer_lib
 from meta_model.errors import UserError
-from rasp_gen import dataset, generate
+from rasp_gen import convert, dataset, generate, records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,13 +38,21 @@ def _config(data_dir, **overrides):
   return config
 
 
-def test_train_and_evaluate_runs_and_writes_checkpoints(data_dir, tmp_path):
+def test_train_and_evaluate_runs_and_writes_checkpoints(data_dir, tmp_path,
+                                                       capsys):
   state = fit.train_and_evaluate(_config(data_dir), str(tmp_path))
   assert int(state["step"]) == 6
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
   steps = ocp.CheckpointManager(str(tmp_path / "checkpoints")).all_steps()
   assert sorted(steps) == [3, 6]
   assert os.listdir(tmp_path / "tensorboard")
+  # The showcase: the first test program (within the tiny config's limits),
+  # its decompilation and the verdict.
+  out = capsys.readouterr().out
+  showcase = out[out.index(fit.SHOWCASE_TITLE):]
+  first = records.record_from_bytes(dataset.data_source(data_dir, "test")[0])
+  assert f"true program:\n{convert.to_python(first.program)}" in showcase
+  assert re.search(r"^(NOT )?verified: ", showcase, re.MULTILINE)
 
 
 def _two_steps(config, data_dir, devices):
@@ -78,6 +87,16 @@ def test_eight_device_mesh_matches_one_device(data_dir, encoder):
   # can move its parameter by a few 1e-5 (learning rate ~1e-3).
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=5e-5),
                params_8, params_1)
+
+
+def test_validation_batches_are_never_augmented(data_dir):
+  config = _config(data_dir)
+  config.input.encoder = "blocks"
+  plain = fit.validation_batches(config, data_dir)
+  config.blocks.augment = "permute"
+  config.lock()  # As train.py passes it.
+  jax.tree.map(np.testing.assert_array_equal,
+               fit.validation_batches(config, data_dir), plain)
 
 
 def test_inconsistent_config_is_refused(data_dir, tmp_path):
@@ -127,7 +146,17 @@ def test_killed_run_resumes_to_the_same_parameters(data_dir, tmp_path):
   jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
 
 
-@pytest.mark.parametrize("name", ["tiny", "default", "cpu", "gpu", "tpu"])
+# Every run config in configs/; data.py is the data group the others embed.
+RUN_CONFIGS = sorted(
+    name[:-len(".py")] for name in os.listdir(os.path.join(ROOT, "configs"))
+    if name.endswith(".py") and name not in ("__init__.py", "data.py"))
+
+
+def test_the_run_configs_include_the_readme_ones():
+  assert {"tiny", "default", "quick", "cpu", "gpu", "tpu"} <= set(RUN_CONFIGS)
+
+
+@pytest.mark.parametrize("name", RUN_CONFIGS)
 def test_every_config_is_consistent(name):
   module = __import__(f"configs.{name}", fromlist=["get_config"])
   fit.check_config(module.get_config())

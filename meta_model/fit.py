@@ -25,6 +25,7 @@ Validation metrics are sums over the validation batches divided once
 accuracy per program), never means of per-batch ratios.
 """
 
+import copy
 import dataclasses
 import math
 import os
@@ -236,8 +237,9 @@ def greedy_programs_right(decoded_BxRx5: np.ndarray,
 def validation_batches(config: ml_collections.ConfigDict, path: str
                         ) -> list[dict]:
   """A fixed validation slice: no shuffle randomness across runs, and never
-  augmented (whatever `blocks.augment` says for training)."""
-  config = ml_collections.ConfigDict(config)
+  augmented (whatever `blocks.augment` says for training). A deep copy:
+  `ConfigDict(config)` would share the groups, and change training's."""
+  config = copy.deepcopy(config)
   config.input.update(num_epochs=1, num_workers=0)
   config.blocks.augment = "none"
   batches = pipeline.make_dataset(dataset.data_source(path, "validation"),

@@ -97,6 +97,9 @@ def test_validation_batches_are_never_augmented(data_dir):
   config.lock()  # As train.py passes it.
   jax.tree.map(np.testing.assert_array_equal,
                fit.validation_batches(config, data_dir), plain)
+  # The training config is left as it was.
+  assert config.blocks.augment == "permute"
+  assert config.input.num_epochs == _config(data_dir).input.num_epochs
 
 
 def test_inconsistent_config_is_refused(data_dir, tmp_path):

@@ -1,5 +1,7 @@
 """Tests of cached decoding: it must agree with the full forward pass."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -8,6 +10,7 @@ import pytest
 from flax import nnx
 
 import tiny_model as testing
+from meta_model import decode as decode_lib
 from meta_model.decode import beam_search, greedy_decode
 from meta_model.model import NEG_INF, MetaModel
 
@@ -150,3 +153,30 @@ def test_bfloat16_decoding_runs():
   tokens, scores = beam_search(model, batch, beam_size=3, **DECODE)
   chex.assert_shape(tokens, (BATCH, 3, ROWS, 5))
   chex.assert_tree_all_finite(scores)
+
+
+def test_examples_without_weights_are_padding(setup):
+  """Batch padding (no weights) is not decoded and changes no other example."""
+  model, _, batch = setup
+  padded = {k: np.concatenate([v, np.zeros_like(v[:2])])
+            for k, v in batch.items()}
+  for decode in (greedy_decode, functools.partial(beam_search, beam_size=3)):
+    tokens, scores = decode(model, batch, **DECODE)
+    padded_tokens, padded_scores = decode(model, padded, **DECODE)
+    np.testing.assert_array_equal(padded_tokens[:BATCH], tokens)
+    np.testing.assert_allclose(padded_scores[:BATCH], scores, rtol=1e-5)
+    np.testing.assert_array_equal(padded_tokens[BATCH:, :, 0],
+                                  np.broadcast_to(testing.START_ROW,
+                                                  (2, tokens.shape[1], 5)))
+    assert np.all(padded_tokens[BATCH:, :, 1:] == testing.PAD)
+
+
+def test_live_beams_expanded_a_few_at_a_time_decode_the_same(setup,
+                                                             monkeypatch):
+  model, _, batch = setup
+  whole = beam_search(model, batch, beam_size=3, **DECODE)
+  monkeypatch.setattr(decode_lib, "LIVE_CHUNK", 2)  # 9 beams: 5 chunks.
+  chunked = nnx.jit(beam_search.fun, static_argnames=(
+      "beam_size", "end_id", "pad_id"))(model, batch, beam_size=3, **DECODE)
+  np.testing.assert_array_equal(chunked[0], whole[0])
+  np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-5)

@@ -14,9 +14,10 @@ programs with a verified candidate, and seconds per program.
 Seconds per program is the wall time of `evaluate_examples` over both
 splits divided by the programs in them: teacher-forced pass, greedy decode,
 beam search and search-and-verify, measured in this run. It includes jax's
-compilation of each new beam size (once per batch shape), which dominates
-when N is small. Greedy accuracy does not depend on the beam and is printed
-once above the table. Nothing is written to DIR.
+compilation of each new beam size (once per bucket of the encoder: batches
+are padded to one size), which dominates when N is small. Greedy accuracy
+does not depend on the beam and is printed once above the table. Nothing is
+written to DIR.
 """
 
 import time

@@ -13,7 +13,7 @@ from compiled import compiler, saved
 from configs import tiny
 from encoding import tokens
 from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
-from meta_model import fit, heldout
+from meta_model import decode, fit, heldout
 from meta_model import loss as loss_lib
 from meta_model.errors import UserError
 from rasp_gen import convert, functions, records
@@ -282,6 +282,20 @@ def test_evaluate_reads_another_dataset_when_asked(workdir, tmp_path):
       workdir, "data")
   with pytest.raises(UserError, match="no dataset at /nowhere"):
     heldout.evaluate(workdir, _options(data_dir="/nowhere"))
+
+
+def test_evaluation_compiles_the_model_once(workdir):
+  """A full and a padded partial batch, on both splits: one shape, and one
+  compilation of each jitted function."""
+  jitted = [f.jitted_fn for f in (heldout._token_hits, decode.greedy_decode,
+                                  decode.beam_search)]
+  for f in jitted:
+    f.clear_cache()
+  metrics = heldout.evaluate(workdir, _options(num_examples=0))
+  size = tiny.get_config().input.batch_size
+  evaluated = metrics["counts"]["as compiled"]["evaluated"]
+  assert evaluated > size and evaluated % size
+  assert [f._cache_size() for f in jitted] == [1, 1, 1]
 
 
 def test_the_permutation_and_the_check_inputs_are_independent_draws():

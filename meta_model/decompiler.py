@@ -38,7 +38,7 @@ from compiled import saved, verify
 from encoding import pipeline, tokens
 from encoding.limits import LimitExceeded
 from encoding.vocabulary import PAD
-from meta_model import build, checkpoints, decode, search
+from meta_model import build, checkpoints, decode, quiet, search
 from meta_model.errors import UserError
 from rasp_gen import convert
 
@@ -190,14 +190,15 @@ class Decompiler:
     beams_KxRx5 = self.candidates(weights, beam_size)
     reference = verify.reference(weights, exhaustive_limit=exhaustive_limit,
                                  num_random=num_check_inputs, seed=seed)
-    choice = search.choose(beams_KxRx5, reference, all_verified=True)
-    others = tuple(convert.to_rasp(p) for p, _ in choice.others)
+    with quiet.candidate_programs():
+      choice = search.choose(beams_KxRx5, reference, all_verified=True)
+      others = tuple(convert.to_rasp(p) for p, _ in choice.others)
+      program = convert.to_rasp(choice.program) if choice.program else None
     evidence = choice.verification or verify.Verification(
         False, 0, 0, reference.exhaustive, None,
         f"none of the {beam_size} beam candidates is a valid program")
     return Decompilation(
-        program=(convert.to_rasp(choice.program) if choice.program
-                 else None),
+        program=program,
         rows=_row_names(choice.rows, self.config.input.max_rows),
         python=convert.to_python(choice.program) if choice.program else "",
         verified=choice.verified, evidence=evidence,

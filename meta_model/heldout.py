@@ -45,7 +45,7 @@ from compiled import inputs as inputs_lib
 from compiled import saved, verify
 from encoding import graph, pipeline, tokens
 from encoding.limits import LimitExceeded
-from meta_model import build, checkpoints, decode, search
+from meta_model import build, checkpoints, decode, quiet, search
 from meta_model import loss as loss_lib
 from meta_model.errors import UserError
 from rasp_gen import dataset, functional, functions, records
@@ -250,12 +250,13 @@ def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
                                   beam_size=options.beam_size,
                                   end_id=ids["end_id"], pad_id=ids["pad_id"])
     greedy, beams = np.asarray(greedy[:, 0]), np.asarray(beams)
-    for i, (record, _) in enumerate(chunk):
-      weights = weights_of(record)
-      inputs = check_inputs(weights, record.index, options)
-      chosen = choose_verified(beams[i], weights, inputs)
-      results.append(score(record, greedy[i], chosen, inputs,
-                           slot_counts(hits, i, config.input.max_rows)))
+    with quiet.candidate_programs():
+      for i, (record, _) in enumerate(chunk):
+        weights = weights_of(record)
+        inputs = check_inputs(weights, record.index, options)
+        chosen = choose_verified(beams[i], weights, inputs)
+        results.append(score(record, greedy[i], chosen, inputs,
+                             slot_counts(hits, i, config.input.max_rows)))
   return results
 
 

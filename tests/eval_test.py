@@ -1,6 +1,7 @@
 """meta_model.heldout: metrics on hand-made predictions, evaluate() end to end."""
 
 import json
+import logging
 import os
 import shutil
 
@@ -8,12 +9,14 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from absl import logging as absl_logging
+from tracr.rasp import rasp
 
 from compiled import compiler, saved
 from configs import tiny
 from encoding import tokens
 from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
-from meta_model import decode, fit, heldout
+from meta_model import decode, fit, heldout, quiet
 from meta_model import loss as loss_lib
 from meta_model.errors import UserError
 from rasp_gen import convert, functions, records
@@ -296,6 +299,20 @@ def test_evaluation_compiles_the_model_once(workdir):
   evaluated = metrics["counts"]["as compiled"]["evaluated"]
   assert evaluated > size and evaluated % size
   assert [f._cache_size() for f in jitted] == [1, 1, 1]
+
+
+def test_tracr_advice_on_candidates_is_dropped_and_nothing_else(caplog):
+  same_inputs = lambda: rasp.SequenceMap(lambda x, y: x + y, rasp.tokens,
+                                         rasp.tokens)
+  with caplog.at_level(logging.WARNING):
+    same_inputs()
+    with quiet.candidate_programs():
+      same_inputs()
+      absl_logging.warning("any other warning")
+    same_inputs()
+  messages = [r.getMessage() for r in caplog.records]
+  assert sum("both inputs being the same SOp" in m for m in messages) == 2
+  assert "any other warning" in messages
 
 
 def test_the_permutation_and_the_check_inputs_are_independent_draws():

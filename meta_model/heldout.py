@@ -14,6 +14,8 @@ randomly permuted residual stream (encoding/augment.py):
                       best-scoring one that computes what the given weights
                       compute (`compiled.verify`); the top candidate when
                       none verifies.
+  verified_wrong      verified, yet not functionally right: verification
+                      is meant to be sound, so this should always be 0.
 Beside them, per split: token accuracy by row column (operator, arg1-arg3,
 return variable) and, for the function slot (arg1 of MAP, SEQUENCE_MAP and
 SELECT rows), accuracy by the target function's family (`FUNCTION_FAMILIES`)
@@ -226,6 +228,7 @@ def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: search.Choice,
       "verified": chosen.verified,
       "verified_exact": same(chosen.program),
       "verified_functional": works(chosen.program),
+      "verified_wrong": chosen.verified and not works(chosen.program),
   }
 
 
@@ -261,7 +264,9 @@ def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
 
 
 _FLAGS_SUMMED = ("invalid", "exact", "functional", "structure", "verified",
-                 "verified_exact", "verified_functional")
+                 "verified_exact", "verified_functional", "verified_wrong")
+# Flags summarised under their own name; the others as f"{flag}_accuracy".
+_SHARES = ("invalid", "verified", "verified_wrong")
 
 
 def _by_column(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -304,8 +309,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
                "token_accuracy": sum(r["token_right"] for r in group)
                                  / max(counted, 1)}
     for key in _FLAGS_SUMMED:
-      summary[key if key == "invalid" or key == "verified"
-              else f"{key}_accuracy"] = float(np.mean([r[key] for r in group]))
+      summary[key if key in _SHARES else f"{key}_accuracy"] = float(np.mean([r[key] for r in group]))
     return summary
 
   by_length = collections.defaultdict(list)
@@ -327,9 +331,10 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
 def format_table(name: str, summary: dict[str, Any]) -> str:
   columns = ("programs", "token_accuracy", "exact_accuracy",
              "functional_accuracy", "structure_accuracy", "invalid",
-             "verified_exact_accuracy", "verified_functional_accuracy")
+             "verified_exact_accuracy", "verified_functional_accuracy",
+             "verified_wrong")
   short = ("n", "token", "exact", "functional", "structure", "invalid",
-           "v.exact", "v.functional")
+           "v.exact", "v.functional", "v.wrong")
   lines = [f"== {name}", f"{'':14}" + "".join(f"{s:>14}" for s in short)]
   rows = [("overall", summary["overall"])]
   rows += [(f"length {k}", v) for k, v in summary["by_length"].items()]

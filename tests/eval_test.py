@@ -12,11 +12,11 @@ import pytest
 from absl import logging as absl_logging
 from tracr.rasp import rasp
 
-from compiled import compiler, saved
+from compiled import compiler, saved, verify
 from configs import tiny
 from encoding import tokens
 from encoding.vocabulary import NA, PAD, PROGRAM_END, PROGRAM_START
-from meta_model import decode, fit, heldout, quiet
+from meta_model import decode, fit, heldout, quiet, search
 from meta_model import loss as loss_lib
 from meta_model.errors import UserError
 from rasp_gen import convert, functions, records
@@ -91,6 +91,15 @@ def test_metrics_on_hand_made_predictions():
   # The true program (in either order) and the equivalent one compute what
   # the weights compute on every input.
   assert [r["verified"] for r in results] == [True, True, True, False, False]
+  assert not any(r["verified_wrong"] for r in results)
+  # A verified choice that the functional judge rejects is counted as such
+  # (verification is meant to make this impossible; the count watches it).
+  unsound = search.Choice(tokens.decode_program(wrong), wrong,
+                          verify.Verification(True, 1, 1, False, None))
+  flagged = heldout.score(record, wrong, unsound, inputs, SLOTS)
+  assert flagged["verified"] and flagged["verified_wrong"]
+  assert heldout.summarize(results + [flagged])["overall"][
+      "verified_wrong"] == pytest.approx(1 / 6)
 
   summary = heldout.summarize(results)["overall"]
   assert summary["programs"] == 5
@@ -167,6 +176,7 @@ def test_column_and_family_accuracy_of_hand_made_logits():
                         exact=False, functional=False, structure=False,
                         verified=False,
                         verified_exact=False, verified_functional=False,
+                        verified_wrong=False,
                         **heldout.slot_counts(hits, 0, MAX_ROWS)))
   assert [(r["token_right"], r["token_counted"]) for r in results] == [
       (10, 14), (14, 17)]

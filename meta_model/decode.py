@@ -1,6 +1,6 @@
 """Greedy decoding and beam search over whole program rows, with a KV cache.
 
-The weight-block prefix is encoded once (`MetaModel.encode_prefix`); each new
+The weights' prefix is encoded once (`MetaModel.encode_prefix`); each new
 row then costs one `decode_step`. Rows are emitted whole: the five column
 tokens are chosen one after the other, each conditioned on the earlier ones.
 

@@ -129,7 +129,7 @@ def check_sizes(source, config: ml_collections.ConfigDict) -> dict[str, Any]:
   limit = config.get("max_dropped_share", 1.0)
   if n and dropped == n:
     raise UserError(f"{detail}: nothing left to train on; raise the limits "
-                    "(graph.buckets, weights.max_blocks, ...)")
+                    "(graph.buckets, or blocks.max_blocks, ...)")
   if share > limit:
     raise UserError(f"{detail}: a share of {share:.1%} is above "
                     f"max_dropped_share={limit}; raise the limits or "

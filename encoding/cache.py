@@ -100,12 +100,18 @@ def encode(source: Sequence[bytes],
     except LimitExceeded:
       continue
     row[i] = len(examples) - 1
+  return dataclasses.replace(stack_examples(examples), row=row)
+
+
+def stack_examples(examples: Sequence[Example]) -> EncodedSplit:
+  """Graph examples as one `EncodedSplit`, in order, none dropped: their
+  graphs concatenated, their other arrays stacked."""
   graphs = graph_lib.concatenate_graphs([graph_lib.WeightGraph(
       **{key: e[key] for key in _GRAPH_KEYS}) for e in examples])
   arrays = {key: np.stack([e[key] for e in examples])
             for key in (examples[0] if examples else ())
             if key not in _GRAPH_KEYS}
-  return EncodedSplit(graphs, arrays, row)
+  return EncodedSplit(graphs, arrays, np.arange(len(examples)))
 
 
 def _code_digest() -> str:

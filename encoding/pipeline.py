@@ -13,7 +13,7 @@ batches. ~25x faster on 2 cores: one process feeds one GPU.
 
 The weights are encoded as a weight graph (`input.encoder="graph"`, the
 default; encoding/graph.py): a batch is the disjoint union of its examples'
-graphs, `graph.batch_graphs`' keys (node arrays [N], edge arrays [E],
+graphs, `graph.take_batch`'s keys (node arrays [N], edge arrays [E],
 `summary_index`/`summary_mask` [B, S]), plus `program` and `program_mask`
 below. The block encoder (`"blocks"`, encoding/weights.py, settings in the
 `blocks` group) is the alternative; its batches are described last.
@@ -79,7 +79,6 @@ Example = dict[str, np.ndarray]
 AUGMENTATIONS = ("none", "permute", "rotate")
 ENCODERS = ("blocks", "graph")
 _BLOCK_KEYS = tuple(f.name for f in dataclasses.fields(weights.WeightBlocks))
-_GRAPH_KEYS = tuple(f.name for f in dataclasses.fields(graph_lib.WeightGraph))
 
 
 def default_input_config() -> ml_collections.ConfigDict:
@@ -186,13 +185,11 @@ def _example_or_none(data: bytes, rng: np.random.Generator, *,
 def batch_examples(examples: Sequence[Example],
                    config: ml_collections.ConfigDict) -> Example:
   """Stacks examples: blocks cut to the smallest bucket that holds them,
-  graphs joined into one padded disjoint union (`graph.batch_graphs`)."""
+  graphs joined into one padded disjoint union (`graph.take_batch`), as the
+  cached path cuts them."""
   if config.input.encoder == "graph":
-    graphs = [graph_lib.WeightGraph(**{k: e[k] for k in _GRAPH_KEYS})
-              for e in examples]
-    rest = {k: np.stack([e[k] for e in examples])
-            for k in examples[0] if k not in _GRAPH_KEYS}
-    return dict(graph_lib.batch_graphs(graphs, config.graph.buckets), **rest)
+    return cache.stack_examples(examples).take(np.arange(len(examples)),
+                                               config.graph.buckets)
   largest = max(int(e["block_mask"].sum()) for e in examples)
   size = min(b for b in config.blocks.buckets if b >= largest)
   return {key: np.stack([e[key][:size] if key in _BLOCK_KEYS else e[key]

@@ -16,9 +16,8 @@ import re
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
-from tracr.craft import bases
-from tracr.rasp import rasp
 
+from compiled import inputs as inputs_lib
 from compiled.compiler import OutputDecoding
 
 Params = Mapping[str, Mapping[str, np.ndarray]]
@@ -34,12 +33,23 @@ def input_tokens(vocab: Iterable, compiler_bos: str,
                  compiler_pad: str) -> list[Any]:
   """Token values in token-embedding row order, as tracr builds it.
 
-  tracr sorts the token space's basis (vocab, BOS and PAD) by value; this is
-  `compiler.CompiledModel.input_tokens` for weights compiled with `vocab`.
+  tracr sorts the token space's basis (vocab, BOS and PAD) by value
+  (`compiled.inputs.tracr_order`); this is `compiler.CompiledModel.
+  input_tokens` for weights compiled with `vocab`. Raises ValueError where
+  that order is not defined (e.g. {True, 2}: 2 < "BOS" < True < 2), so only
+  the model itself can say it (`compiled.saved` keeps it).
   """
-  space = bases.VectorSpaceWithBasis.from_values(
-      rasp.tokens.label, set(vocab) | {compiler_bos, compiler_pad})
-  return [direction.value for direction in space.basis]
+  tokens = set(vocab) | {compiler_bos, compiler_pad}
+  order = inputs_lib.tracr_order(tokens)
+  if order is None:
+    raise ValueError(
+        f"tracr's token order of vocab {inputs_lib.sorted_vocab(set(vocab))} "
+        f"with {compiler_bos!r} and {compiler_pad!r} is not defined: its "
+        "comparison (numbers as numbers, a number and a string as text) "
+        "is not an order on these tokens, so the token-embedding rows "
+        "follow set iteration order; take the order from the model's input "
+        "encoder")
+  return order
 
 
 def token_ids(tokens: Sequence[Any], inputs: Sequence[Sequence],

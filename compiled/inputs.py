@@ -5,9 +5,12 @@ verification, the functional judge, the decompiler, eval.py and the benches.
 """
 
 import itertools
-from typing import Iterable, Sequence
+import math
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
+from tracr.craft import bases
+from tracr.rasp import rasp
 
 # Check every input sequence when there are at most this many; otherwise
 # NUM_CHECK_INPUTS random ones plus each constant full-length sequence.
@@ -15,10 +18,61 @@ EXHAUSTIVE_LIMIT = 2000
 NUM_CHECK_INPUTS = 64
 
 
+def _kind(value: Any) -> Optional[str]:
+  """"str" or "number" where Python orders the values of a kind totally
+  (bools are numbers: False < 0.5 < True), None for anything else (NaN,
+  tuples, other objects)."""
+  if isinstance(value, str):
+    return "str"
+  if isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+    return None if math.isnan(value) else "number"
+  return None
+
+
+def tracr_order(values: Iterable, name: str = rasp.tokens.label
+                ) -> Optional[list]:
+  """`values` in the order tracr sorts the basis directions `name:value` of
+  a space (its token space: the token-embedding rows and the input
+  encoder's ids), or None when that order is not defined.
+
+  tracr sorts directions by `(name, value)` and, where Python cannot compare
+  the two values (a number and a string), by their text `name:value`
+  (`tracr.craft.bases.BasisDirection.__lt__`). So numbers sort as numbers,
+  strings as strings, and a number below a string when its text is: 3 <
+  "BOS" < "a" ("3" < "B" < "a"), but 10 < "5" < 9. That comparison need not
+  be an order: 2 < "BOS" (text), "BOS" < True (text), True < 2 (numbers).
+  Then what `sorted` returns depends on the order it is handed the values,
+  for tracr a set's iteration order, which for strings changes from process
+  to process, so no function of the values gives the weights' row order;
+  this returns None and the order has to come from the model itself. That
+  happens with bools next to other numbers (with BOS), and with numbers
+  next to strings that sort among their texts (digits, "-", "+", " ").
+  """
+  directions = sorted(bases.BasisDirection(name, v) for v in values)
+  # Defined iff every earlier direction is below every later one. Within a
+  # kind Python's order is transitive, so neighbours of that kind suffice;
+  # pairs of different kinds (and of values of no kind) are all checked.
+  earlier = {}  # Kind -> the directions before this one of that kind.
+  for direction in directions:
+    kind = _kind(direction.value)
+    for other, below in earlier.items():
+      same = other == kind and kind is not None
+      if not all(b < direction for b in (below[-1:] if same else below)):
+        return None
+    earlier.setdefault(kind, []).append(direction)
+  return [d.value for d in directions]
+
+
 def sorted_vocab(vocab: Iterable) -> list:
-  """A fixed token order (numbers, then strings), so inputs do not depend on
-  set iteration order."""
-  return sorted(vocab, key=lambda t: (isinstance(t, str), t))
+  """A fixed token order, so inputs do not depend on set iteration order:
+  tracr's (`tracr_order`: the token-embedding row order without BOS and
+  PAD), or where that is not defined numbers (bools among them), then
+  strings, each in Python's order."""
+  tokens = list(vocab)
+  order = tracr_order(tokens)
+  if order is not None:
+    return order
+  return sorted(tokens, key=lambda t: (isinstance(t, str), t))
 
 
 def random_inputs(rng: np.random.Generator, vocab: Sequence, max_seq_len: int,

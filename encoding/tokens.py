@@ -44,6 +44,11 @@ def _framing_row(token: str) -> Row:
 
 def instruction_row(instruction: Instruction) -> Row:
   """The five token names of one instruction."""
+  if instruction.function is not None and not isinstance(
+      instruction.function, str):
+    raise ValueError(f"{instruction}: its function is a table (or linear "
+                     "factors) the token vocabulary cannot express; only "
+                     "named functions have tokens")
   args = ([instruction.function] if instruction.function is not None else []
           ) + list(instruction.args)
   return ((vocabulary.operator_token(instruction.operator,

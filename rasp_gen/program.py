@@ -134,7 +134,7 @@ class Linear:
 Function = Union[str, Table, Linear]
 
 
-def function_text(operator: "Operator", function: Function) -> str:
+def function_text(operator: Operator, function: Function) -> str:
   """The function as one line: its name, a table's `{args:value, ...}` (a
   selector's as its set of true (key, query) pairs) or linear factors."""
   if isinstance(function, Linear):

@@ -1,8 +1,10 @@
 """The one comparison of two outputs, and of a program against expected outputs.
 
-Typed: a categorical value equals only a value of the same type (`True` is
-not `1`, so a program returning `[0, 1]` does not match weights that decode
-to `[False, True]`); numerical values are equal within NUMERICAL_TOLERANCE
+Typed: a categorical boolean equals only a boolean (`True` is not `1`, so a
+program returning `[0, 1]` does not match weights that decode to
+`[False, True]`), a string only a string, a number any equal number (tracr's
+RASP evaluator turns a categorical Aggregate over equal ints into their
+float mean, so `2.0` is `2`); numerical values are equal within NUMERICAL_TOLERANCE
 (float32 weights, softmax attention that leaves ~1e-20 on BOS). None equals
 only None. Verification (weights against a program), the sampler's
 faithfulness check and the functional judge (program against program) all
@@ -32,6 +34,10 @@ def same_value(expected: Any, got: Any, numerical: bool) -> bool:
   if numerical:
     return (isinstance(got, numbers.Real) and isinstance(expected, numbers.Real)
             and abs(float(got) - float(expected)) <= NUMERICAL_TOLERANCE)
+  if isinstance(expected, bool) or isinstance(got, bool):
+    return type(got) is type(expected) and got == expected
+  if isinstance(expected, numbers.Real) and isinstance(got, numbers.Real):
+    return got == expected  # RASP averages equal ints: 2.0 is still 2.
   return type(got) is type(expected) and got == expected
 
 

@@ -10,8 +10,9 @@ et al. 2024).
 
 Nodes (`NODE_TYPES`):
   RESIDUAL   one per residual dimension; no features but its type.
-  TOKEN      one per token-embedding row: rank in tracr's sorted token order,
-             its value (ints, bools; BOS, PAD and other strings by kind).
+  TOKEN      one per token-embedding row: its rank (the row: tracr's token
+             order) and value (`value_id`: whole numbers and bools; other
+             floats, BOS, PAD and other strings by kind).
   POSITION   one per position-embedding row: its position.
   HEAD       one per attention head that has a nonzero weight.
   QK, OV     one per used query/key (value/output) dimension of a head.
@@ -127,7 +128,13 @@ _DTYPES = {f.name: np.float32 if f.name == "edge_value" else np.int32
 
 def value_id(value: Any, bos: Optional[str] = None,
              pad: Optional[str] = None) -> int:
-  """The embedding id of a token or output value (see `_SPECIAL_VALUES`)."""
+  """The embedding id of a token or output value (see `_SPECIAL_VALUES`).
+
+  Bools are FALSE and TRUE (never 0 and 1); strings BOS, PAD or STRING;
+  whole numbers (ints, and floats like 2.0) in [-VALUE_RANGE, VALUE_RANGE]
+  their own id, beyond it BELOW_RANGE or ABOVE_RANGE (however large, and
+  infinities too); other floats (0.5, NaN) FLOAT; anything else UNKNOWN.
+  """
   if isinstance(value, (bool, np.bool_)):
     return _SPECIAL_IDS["TRUE" if value else "FALSE"]
   if isinstance(value, str):
@@ -136,15 +143,17 @@ def value_id(value: Any, bos: Optional[str] = None,
     if value == pad:
       return _SPECIAL_IDS["PAD"]
     return _SPECIAL_IDS["STRING"]
-  if isinstance(value, (int, np.integer, float, np.floating)):
-    if float(value) != int(value):
+  if isinstance(value, (float, np.floating)):
+    if np.isnan(value) or (np.isfinite(value) and value != np.floor(value)):
       return _SPECIAL_IDS["FLOAT"]
-    if value < -VALUE_RANGE:
-      return _SPECIAL_IDS["BELOW_RANGE"]
-    if value > VALUE_RANGE:
-      return _SPECIAL_IDS["ABOVE_RANGE"]
-    return len(_SPECIAL_VALUES) + VALUE_RANGE + int(value)
-  return _SPECIAL_IDS["UNKNOWN"]
+  elif not isinstance(value, (int, np.integer)):
+    return _SPECIAL_IDS["UNKNOWN"]
+  # A whole number (or an infinity); compared as it is: exact for any int.
+  if value < -VALUE_RANGE:
+    return _SPECIAL_IDS["BELOW_RANGE"]
+  if value > VALUE_RANGE:
+    return _SPECIAL_IDS["ABOVE_RANGE"]
+  return len(_SPECIAL_VALUES) + VALUE_RANGE + int(value)
 
 
 class _Builder:
@@ -313,29 +322,74 @@ def construct_graph(params: Params, layout: params_lib.Layout,
   return graph.build()
 
 
-def check_limits(graph: WeightGraph, num_layers: int,
-                 config: ml_collections.ConfigDict) -> None:
-  """Pass 3: LimitExceeded naming the first of `config`'s limits the graph
-  of a `num_layers`-layer model is over: max_layers, the last bucket's
-  nodes, edges and summary nodes, then max_index."""
+def exceeded_limit(graph: WeightGraph, num_layers: int,
+                   config: ml_collections.ConfigDict) -> Optional[str]:
+  """Pass 3 without raising: None when the graph of a `num_layers`-layer
+  model is within `config`'s limits, else the first limit it is over, named
+  with the model's size: max_layers, the last bucket's nodes, edges and
+  summary nodes, then max_index (token-embedding rows, positions, outputs).
+  """
   if num_layers > config.max_layers:
-    raise LimitExceeded(f"{num_layers} layers exceed max_layers="
-                        f"{config.max_layers}")
+    return f"{num_layers} layers exceed max_layers={config.max_layers}"
   max_nodes, max_edges, max_summary = config.buckets[-1]
   num_summary = len(summary_nodes(graph))
   if (graph.num_nodes > max_nodes or graph.num_edges > max_edges
       or num_summary > max_summary):
-    raise LimitExceeded(
-        f"weight graph has {graph.num_nodes} nodes, {graph.num_edges} "
-        f"edges and {num_summary} summary nodes; the limits are max nodes "
-        f"{max_nodes}, max edges {max_edges}, max summary nodes {max_summary} "
-        "(the last of graph.buckets)")
-  largest_index = int(graph.node_index.max())
-  if largest_index >= config.max_index:
-    raise LimitExceeded(
-        f"weight graph has a token, position or output rank of "
-        f"{largest_index}; ranks are embedded below max_index="
-        f"{config.max_index}")
+    return (f"weight graph has {graph.num_nodes} nodes, {graph.num_edges} "
+            f"edges and {num_summary} summary nodes; the limits are max "
+            f"nodes {max_nodes}, max edges {max_edges}, max summary nodes "
+            f"{max_summary} (the last of graph.buckets)")
+  count = lambda node_type: int(np.sum(graph.node_type
+                                       == NODE_TYPE_IDS[node_type]))
+  tokens, positions, outputs = map(count, ("TOKEN", "POSITION", "OUTPUT"))
+  over = [what for n, what in (
+      (tokens, f"{tokens} token-embedding rows (a vocab of {tokens - 2}, "
+       "BOS and PAD)"),
+      (positions, f"{positions} positions (max_seq_len {positions - 1} and "
+       "BOS)"),
+      (outputs, f"{outputs} output values")) if n > config.max_index]
+  if over:
+    return (f"the model has {' and '.join(over)}; token, position and "
+            f"output ranks are embedded below max_index={config.max_index}, "
+            f"so at most {config.max_index} of each")
+  largest = int(graph.node_index.max(initial=0))
+  if largest >= config.max_index:  # Only in a graph made by hand.
+    return (f"weight graph has a node index of {largest}; indices are "
+            f"embedded below max_index={config.max_index}")
+  return None
+
+
+def check_limits(graph: WeightGraph, num_layers: int,
+                 config: ml_collections.ConfigDict) -> None:
+  """Pass 3: LimitExceeded naming the first of `config`'s limits the graph
+  of a `num_layers`-layer model is over (`exceeded_limit`)."""
+  problem = exceeded_limit(graph, num_layers, config)
+  if problem is not None:
+    raise LimitExceeded(problem)
+
+
+def limit_problem(params: Params, input_tokens: Sequence[Any],
+                  output: OutputDecoding, num_heads: Optional[int],
+                  config: ml_collections.ConfigDict, compiler_bos: str,
+                  compiler_pad: str) -> Optional[str]:
+  """Can the graph encoder under `config` read these weights? None if so;
+  else the limit they are over and the model's size, the message
+  `build_graph` raises as LimitExceeded. Same arguments as `build_graph`;
+  ValueError, as there, for weights that are not tracr's (no limit can
+  help those)."""
+  layout = check_weights(params, input_tokens, output, num_heads)
+  graph = construct_graph(params, layout, input_tokens, output, num_heads,
+                          config.use_values, compiler_bos, compiler_pad)
+  return exceeded_limit(graph, layout.num_layers, config)
+
+
+def fits(params: Params, input_tokens: Sequence[Any], output: OutputDecoding,
+         num_heads: Optional[int], config: ml_collections.ConfigDict,
+         compiler_bos: str, compiler_pad: str) -> bool:
+  """Whether `build_graph` accepts these weights under `config`'s limits
+  (`limit_problem` is None)."""
+  return limit_problem(params, input_tokens, output, num_heads, config,
+                       compiler_bos, compiler_pad) is None
 
 
 def build_graph(params: Params, input_tokens: Sequence[Any],

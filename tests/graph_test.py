@@ -80,6 +80,32 @@ def test_value_ids_keep_types_apart():
   assert graph.value_id(10**6) == graph.value_id(10**7)
 
 
+def test_value_ids_of_floats_large_ints_and_other_values():
+  special = graph._SPECIAL_IDS  # pylint: disable=protected-access
+  value_range = graph.VALUE_RANGE
+  # Non-whole floats, NaN among them, are FLOAT; whole ones are their int.
+  for value in (0.5, -2.25, np.float32(0.5), float("nan"), 255.5):
+    assert graph.value_id(value) == special["FLOAT"], value
+  assert graph.value_id(3.0) == graph.value_id(np.int64(3)) == graph.value_id(
+      3) != graph.value_id(4)
+  # Whole numbers beyond the range are clipped to a marker, however large,
+  # including those a float cannot hold exactly (10**20 + 1) or at all.
+  for value in (value_range + 1, 10**20 + 1, 10**400, np.uint64(2**64 - 1),
+                1e300, float("inf")):
+    assert graph.value_id(value) == special["ABOVE_RANGE"], value
+  for value in (-value_range - 1, -(10**20) - 1, -(10**400), float("-inf")):
+    assert graph.value_id(value) == special["BELOW_RANGE"], value
+  in_range = [graph.value_id(v) for v in range(-value_range, value_range + 1)]
+  assert len(set(in_range)) == len(in_range)
+  assert not set(in_range) & set(special.values())
+  assert max(in_range) == graph.NUM_VALUE_IDS - 1
+  assert graph.value_id(np.bool_(True)) == special["TRUE"]
+  assert graph.value_id(np.bool_(False)) == special["FALSE"]
+  assert graph.value_id("PAD", "BOS", "PAD") == special["PAD"]
+  assert graph.value_id("", "BOS", "PAD") == special["STRING"]
+  assert graph.value_id(None) == graph.value_id((1, 2)) == special["UNKNOWN"]
+
+
 def _checked(compiled: compiler.CompiledModel, params=None,
              input_tokens=None, output=None) -> params_lib.Layout:
   return graph.check_weights(
@@ -152,6 +178,30 @@ def test_check_limits_names_the_limit_and_build_graph_raises_it():
       graph.check_limits(constructed, layers, config)
     with pytest.raises(LimitExceeded, match=message):
       _graph(compiled, config=config)
+    # The same answer without an exception, for callers that only ask.
+    args = (compiled.params, compiled.input_tokens, compiled.output_decoding,
+            compiled.num_heads, config, compiler.COMPILER_BOS,
+            compiler.COMPILER_PAD)
+    assert message in graph.limit_problem(*args)
+    assert not graph.fits(*args)
+  assert graph.exceeded_limit(constructed, layers,
+                              graph.default_graph_config()) is None
+  assert graph.fits(compiled.params, compiled.input_tokens,
+                    compiled.output_decoding, compiled.num_heads,
+                    graph.default_graph_config(), compiler.COMPILER_BOS,
+                    compiler.COMPILER_PAD)
+  # max_index names what is over it and the model's size.
+  tokens, positions = (int(np.sum(constructed.node_type
+                                  == graph.NODE_TYPE_IDS[t]))
+                       for t in ("TOKEN", "POSITION"))
+  config = graph.default_graph_config()
+  config.max_index = min(tokens, positions) - 1
+  assert graph.exceeded_limit(constructed, layers, config) == (
+      f"the model has {tokens} token-embedding rows (a vocab of "
+      f"{tokens - 2}, BOS and PAD) and {positions} positions (max_seq_len "
+      f"{positions - 1} and BOS); token, position and output ranks are "
+      f"embedded below max_index={config.max_index}, so at most "
+      f"{config.max_index} of each")
 
 
 def _permuted_neurons_and_head_dims(params, rng):

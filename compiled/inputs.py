@@ -72,7 +72,9 @@ def sorted_vocab(vocab: Iterable) -> list:
   order = tracr_order(tokens)
   if order is not None:
     return order
-  return sorted(tokens, key=lambda t: (isinstance(t, str), t))
+  # NaN (t != t), which compares with nothing, after the other numbers.
+  return sorted(tokens, key=lambda t: (isinstance(t, str), t != t,
+                                       t if t == t else 0))
 
 
 def random_inputs(rng: np.random.Generator, vocab: Sequence, max_seq_len: int,

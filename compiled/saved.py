@@ -10,25 +10,46 @@ each stands for) live outside it. A saved model is one `.npz` holding
   "__meta__"          a JSON string: `vocab` (list), `max_seq_len`,
                       `compiler_bos`, `compiler_pad`, `output` (`dims`,
                       `values`, `numerical`: `compiler.OutputDecoding`), and
-                      optionally `num_heads` (int) and `causal` (bool,
-                      default false).
+                      optionally `num_heads` (int), `causal` (bool, default
+                      false) and `token_order` (list, see below).
 
 `save_compiled(path, model)` takes all of it from a tracr
-`AssembledTransformerModel`. Tokens must be ints or strings and output
-values bools, ints, floats or strings: JSON keeps those exactly (`true` is
-not `1`), anything else would come back as a different value or type, so
-`save_compiled` refuses it.
+`AssembledTransformerModel`. Tokens and output values must be bools, ints,
+finite floats or strings, mixed as you like: JSON keeps those exactly and
+apart (`true`, `1`, `1.0` and `"1"` load back as bool, int, float and str);
+anything else (NaN, infinities, tuples, None, other objects) would come
+back as a different value or type or not at all, so `save_compiled`
+refuses it, naming the token. (Tokens Python calls equal, like 1, 1.0 and
+True, are one token to tracr too, so a vocab holds at most one of them.)
+
+Token-embedding rows follow tracr's sort of vocab, BOS and PAD
+(`inputs.tracr_order`), so the file need not store them. Where that sort is
+not defined (bools beside other numbers, e.g. {True, 2}: 2 < "BOS" < True
+< 2; numbers beside strings that sort among their texts, e.g. {9, 10, "5"}),
+the rows follow the order tracr happened to see the set in, and
+`token_order` lists vocab, BOS and PAD in row order; it is written exactly
+then.
+
+Stock tracr compiles every such vocabulary, mixed ones included; what a
+program can do with it is up to its functions (a Map that adds 1 to a
+string fails while compiling). Where its order is not defined, though, the
+parts of tracr sort the same basis differently, so the weights it builds
+need not compute the program, and which weights it builds changes with
+PYTHONHASHSEED; `compiled.verify` runs the weights with their own rows and
+says whether they do.
 """
 
+import collections
 import dataclasses
 import json
+import math
 import os
 import zipfile
 from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from compiled import compiler, forward
+from compiled import compiler, forward, inputs
 from compiled.compiler import OutputDecoding
 
 Params = dict[str, dict[str, np.ndarray]]
@@ -36,7 +57,7 @@ PathLike = Union[str, os.PathLike]
 
 META_KEY = "__meta__"
 _REQUIRED = ("vocab", "max_seq_len", "compiler_bos", "compiler_pad", "output")
-_OPTIONAL = ("num_heads", "causal")
+_OPTIONAL = ("num_heads", "causal", "token_order")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,34 +72,87 @@ class SavedModel:
   num_heads: Optional[int]
   causal: bool
   output: OutputDecoding
+  # Vocab, BOS and PAD in token-embedding row order where tracr's sort does
+  # not define it (module doc); None where it does.
+  token_order: Optional[tuple] = None
 
   @property
   def input_tokens(self) -> list:
     """Token values in token-embedding row order (tracr sorts them)."""
+    if self.token_order is not None:
+      return list(self.token_order)
     return forward.input_tokens(self.vocab, self.compiler_bos,
                                 self.compiler_pad)
 
 
+_TOKEN_TYPES = (bool, int, float, str)
+
+
 def _is_token(value: Any) -> bool:
-  return isinstance(value, (str, int, np.integer)) and not isinstance(
-      value, (bool, np.bool_))
+  """A JSON-exact token: a bool, int, finite float or str (no subclasses
+  but numpy scalars, which `_plain` turns into these)."""
+  return type(value) in _TOKEN_TYPES and (
+      type(value) is not float or math.isfinite(value))
+
+
+def _vocab_problem(tokens: list, compiler_bos: str,
+                   compiler_pad: str) -> Optional[str]:
+  """Why `tokens` (plain values) cannot be a saved vocab, or None."""
+  for token in tokens:
+    if not _is_token(token):
+      return (f"vocab token {token!r} is a {type(token).__name__} "
+              f"({_why(token)}); only bool, int, finite float and str "
+              "tokens can be saved")
+  if len(set(tokens)) != len(tokens):
+    return (f"vocab {tokens} has repeated tokens (Python and tracr take "
+            "1, 1.0 and True for the same token)")
+  for special in (compiler_bos, compiler_pad):
+    if special in tokens:
+      return f"vocab contains the special token {special!r}"
+  return None
+
+
+def _why(token: Any) -> str:
+  if isinstance(token, float):
+    return "JSON has no NaN or infinity"
+  return "JSON would not give it back as it is"
 
 
 def _check_vocab(vocab: Iterable, compiler_bos: str,
                  compiler_pad: str) -> list:
   """The vocabulary as a sorted JSON list; ValueError naming a bad token."""
-  tokens = list(vocab)
-  for token in tokens:
-    if not _is_token(token):
-      raise ValueError(f"vocab token {token!r} is a {type(token).__name__}; "
-                       "only int and str tokens can be saved")
-  tokens = [t if isinstance(t, str) else int(t) for t in tokens]
-  if len(set(tokens)) != len(tokens):
-    raise ValueError(f"vocab {tokens} has repeated tokens")
-  for special in (compiler_bos, compiler_pad):
-    if special in tokens:
-      raise ValueError(f"vocab contains the special token {special!r}")
-  return sorted(tokens, key=lambda t: (isinstance(t, str), t))
+  tokens = [_plain(t) for t in vocab]
+  problem = _vocab_problem(tokens, compiler_bos, compiler_pad)
+  if problem:
+    raise ValueError(problem)
+  return inputs.sorted_vocab(tokens)
+
+
+def _typed(values: Iterable) -> collections.Counter:
+  """The values as a multiset that tells 1, 1.0 and True apart."""
+  return collections.Counter((type(v), v) for v in values)
+
+
+def _token_order_problem(meta: dict) -> Optional[str]:
+  """Why the meta's `token_order` (or its absence) does not fit its vocab."""
+  all_tokens = [*meta["vocab"], meta["compiler_bos"], meta["compiler_pad"]]
+  defined = inputs.tracr_order(all_tokens)
+  order = meta.get("token_order")
+  if order is None:
+    if defined is None:
+      return (f"tracr's token order of vocab {meta['vocab']} is not defined "
+              "(see compiled.inputs.tracr_order) and there is no "
+              "token_order to say the token-embedding rows")
+    return None
+  if not isinstance(order, list) or not all(map(_is_token, order)) or (
+      _typed(order) != _typed(all_tokens)):
+    return (f"token_order {order!r} must list the vocab, compiler_bos and "
+            "compiler_pad, each once")
+  typed = lambda values: [(type(v), v) for v in values]
+  if defined is not None and typed(order) != typed(defined):
+    return (f"token_order {order} is not tracr's order of these tokens, "
+            f"{defined}")
+  return None
 
 
 def _check_meta(meta: Any) -> None:
@@ -96,10 +170,9 @@ def _check_meta(meta: Any) -> None:
   unknown = sorted(set(meta) - set(_REQUIRED) - set(_OPTIONAL))
   if unknown:
     raise ValueError(f"{META_KEY} has unknown fields {unknown}")
-  if not isinstance(meta["vocab"], list) or not all(
-      _is_token(t) for t in meta["vocab"]):
-    raise ValueError(f"{META_KEY} vocab must be a list of ints and strings, "
-                     f"got {meta['vocab']!r}")
+  if not isinstance(meta["vocab"], list):
+    raise ValueError(f"{META_KEY} vocab must be a list, got "
+                     f"{meta['vocab']!r}")
   positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0
   if not positive(meta["max_seq_len"]):
     raise ValueError(f"{META_KEY} max_seq_len must be a positive int, got "
@@ -114,6 +187,11 @@ def _check_meta(meta: Any) -> None:
   if not isinstance(meta.get("causal", False), bool):
     raise ValueError(f"{META_KEY} causal must be true or false, got "
                      f"{meta['causal']!r}")
+  problem = (_vocab_problem(meta["vocab"], meta["compiler_bos"],
+                            meta["compiler_pad"])
+             or _token_order_problem(meta))
+  if problem:
+    raise ValueError(f"{META_KEY} {problem}")
   try:
     OutputDecoding.from_dict(meta["output"])
   except ValueError as error:
@@ -224,7 +302,10 @@ def from_tracr(model: Any) -> SavedModel:
   Vocab, BOS/PAD, max_seq_len, head count and causality come from its input
   encoder, embeddings and model config, the output decoding from
   `output_decoding`. Raises ValueError if the input encoder is missing or
-  does not list the tokens in tracr's (sorted) embedding order.
+  does not list the tokens in tracr's (sorted) embedding order, or for
+  tokens a saved model cannot hold. Where tracr's sort does not define the
+  order (`inputs.tracr_order`), the encoder's order is kept as
+  `token_order`.
   """
   encoder = model.input_encoder
   encoding_map = getattr(encoder, "encoding_map", None)
@@ -236,7 +317,8 @@ def from_tracr(model: Any) -> SavedModel:
   tokens = [_plain(v) for v, _ in sorted(encoding_map.items(),
                                         key=lambda kv: kv[1])]
   vocab = [t for t in tokens if t not in (bos, pad)]
-  if tokens != forward.input_tokens(vocab, bos, pad):
+  defined = inputs.tracr_order(tokens)
+  if defined is not None and tokens != defined:
     raise ValueError(f"the input encoder's token order {tokens} is not "
                      "tracr's sorted order of vocab, BOS and PAD")
   params = {module: {name: np.asarray(value, np.float32)
@@ -247,7 +329,8 @@ def from_tracr(model: Any) -> SavedModel:
       params=params, vocab=tuple(_check_vocab(vocab, bos, pad)),
       max_seq_len=params["pos_embed"]["embeddings"].shape[0] - 1,
       compiler_bos=bos, compiler_pad=pad, num_heads=int(config.num_heads),
-      causal=bool(config.causal), output=output_decoding(model))
+      causal=bool(config.causal), output=output_decoding(model),
+      token_order=None if defined is not None else tuple(tokens))
 
 
 def _is_tracr_model(value: Any) -> bool:
@@ -264,34 +347,40 @@ def save_compiled(path: PathLike,
                   compiler_pad: str = compiler.COMPILER_PAD,
                   num_heads: Optional[int] = None,
                   causal: bool = False,
-                  output: Optional[OutputDecoding] = None) -> None:
+                  output: Optional[OutputDecoding] = None,
+                  token_order: Optional[Iterable] = None) -> None:
   """Writes a model and its meta to `path`.
 
   Either `save_compiled(path, tracr_model)`: everything comes from a tracr
   `AssembledTransformerModel` (see `from_tracr`); or
   `save_compiled(path, params, vocab, max_seq_len, ..., output=...)` with
   tracr's `.params` (jax or numpy) and the output decoding, e.g.
-  `compiler.CompiledModel.output_decoding`.
+  `compiler.CompiledModel.output_decoding`, and, only where tracr's sort of
+  vocab, BOS and PAD is not defined (module doc), `token_order=` the
+  token-embedding row order (`compiler.CompiledModel.input_tokens`).
 
   The file is written at `path` as given (numpy would otherwise append
   `.npz`). Raises ValueError for a missing output decoding, arguments beside
-  a tracr model, tokens other than int/str, a BOS/PAD name inside the vocab,
-  parameter names that do not form '<module>/<param>', embeddings whose row
-  counts disagree with the vocab or max_seq_len, output dims outside the
-  residual stream, or meta that `load_compiled` would reject.
+  a tracr model, tokens other than bools, ints, finite floats and strings
+  (the message names the token), a BOS/PAD name inside the vocab, a missing
+  or wrong token order, parameter names that do not form
+  '<module>/<param>', embeddings whose row counts disagree with the vocab or
+  max_seq_len, output dims outside the residual stream, or meta that
+  `load_compiled` would reject.
   """
   if _is_tracr_model(model):
-    if vocab is not None or max_seq_len is not None or output is not None:
+    if any(v is not None for v in (vocab, max_seq_len, output, token_order)):
       raise ValueError("save_compiled(path, tracr_model) takes vocab, "
-                       "max_seq_len and the output decoding from the model; "
-                       "pass them only with a params dict")
+                       "max_seq_len, the output decoding and the token "
+                       "order from the model; pass them only with a params "
+                       "dict")
     saved_model = from_tracr(model)
     params, vocab, max_seq_len = (saved_model.params, saved_model.vocab,
                                   saved_model.max_seq_len)
     compiler_bos, compiler_pad = (saved_model.compiler_bos,
                                   saved_model.compiler_pad)
     num_heads, causal = saved_model.num_heads, saved_model.causal
-    output = saved_model.output
+    output, token_order = saved_model.output, saved_model.token_order
   else:
     params = model
     if vocab is None or max_seq_len is None:
@@ -310,6 +399,8 @@ def save_compiled(path: PathLike,
       "compiler_pad": compiler_pad, "num_heads": plain(num_heads),
       "causal": causal, "output": output.to_dict(),
   }
+  if token_order is not None:
+    meta["token_order"] = [_plain(t) for t in token_order]
   _check_meta(meta)
   float_params: Params = {}
   for module, module_params in params.items():
@@ -325,7 +416,8 @@ def save_compiled(path: PathLike,
             for module, module_params in float_params.items()
             for param, value in module_params.items()}
   with open(path, "wb") as file:
-    np.savez(file, **arrays, **{META_KEY: np.array(json.dumps(meta))})
+    np.savez(file, **arrays,
+             **{META_KEY: np.array(json.dumps(meta, allow_nan=False))})
 
 
 def load_compiled(path: PathLike) -> SavedModel:
@@ -334,8 +426,10 @@ def load_compiled(path: PathLike) -> SavedModel:
   Raises ValueError, naming the problem, for a file that is not an .npz
   (random bytes, a pickle, a single array), a missing or non-JSON
   `__meta__`, missing or mistyped meta fields (a file saved before the
-  output decoding was stored says so), arrays not named '<module>/<param>',
-  and embeddings whose row counts disagree with the vocab or max_seq_len.
+  output decoding was stored says so), a vocab with tokens other than
+  bools, ints, finite floats and strings, a missing or wrong token order,
+  arrays not named '<module>/<param>', and embeddings whose row counts
+  disagree with the vocab or max_seq_len.
   """
   try:
     with open(path, "rb") as file:
@@ -391,4 +485,6 @@ def load_compiled(path: PathLike) -> SavedModel:
                     compiler_bos=meta["compiler_bos"],
                     compiler_pad=meta["compiler_pad"],
                     num_heads=meta.get("num_heads"),
-                    causal=meta.get("causal", False), output=output)
+                    causal=meta.get("causal", False), output=output,
+                    token_order=(tuple(meta["token_order"])
+                                 if "token_order" in meta else None))

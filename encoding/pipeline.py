@@ -66,7 +66,7 @@ import ml_collections
 import numpy as np
 
 from compiled import params as params_lib
-from compiled import forward
+from compiled import forward, saved
 from encoding import augment as augment_lib
 from encoding import cache
 from encoding import graph as graph_lib
@@ -130,12 +130,13 @@ def encode_weights_of(record: records.Record,
   if record.output is None:
     raise ValueError("the weights have no output decoding (a rotated "
                      "residual stream); the graph encoder needs one")
+  # A SavedModel knows its row order also where tracr's sort does not.
+  input_tokens = (record.input_tokens if isinstance(record, saved.SavedModel)
+                  else forward.input_tokens(record.vocab, record.compiler_bos,
+                                            record.compiler_pad))
   graph = graph_lib.build_graph(
-      record.params,
-      forward.input_tokens(record.vocab, record.compiler_bos,
-                          record.compiler_pad),
-      record.output, record.num_heads, config.graph, record.compiler_bos,
-      record.compiler_pad)
+      record.params, input_tokens, record.output, record.num_heads,
+      config.graph, record.compiler_bos, record.compiler_pad)
   return {f.name: getattr(graph, f.name) for f in dataclasses.fields(graph)}
 
 

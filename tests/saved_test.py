@@ -144,6 +144,22 @@ def test_string_vocab(tmp_path, hist_model):
   assert saved.load_compiled(path).vocab == ("a", "b", "c", "d")
 
 
+@pytest.mark.parametrize("vocab, plain", [
+    ([np.int64(3), np.float64(2.5), np.str_("a"), np.int32(-1)],
+     [-1, 2.5, 3, "a"]),
+    # tracr compares a bool and a string by text: "BOS" < "True" < "a".
+    ([np.bool_(True), np.str_("b"), np.str_("a"), np.str_("Z")],
+     [True, "Z", "a", "b"]),
+])
+def test_numpy_tokens_are_saved_as_the_python_values(tmp_path, hist_model,
+                                                     vocab, plain):
+  path = tmp_path / "numpy.npz"
+  saved.save_compiled(path, hist_model.params, vocab, 5, compiler_bos="BOS",
+                      output=saved.output_decoding(hist_model))
+  loaded = saved.load_compiled(path)
+  assert [(type(t), t) for t in loaded.vocab] == [(type(t), t) for t in plain]
+
+
 @pytest.mark.parametrize("content", [
     b"", np.random.default_rng(0).bytes(300),
     b"PK\x03\x04" + bytes(100),  # A broken zip.
@@ -193,7 +209,23 @@ _META = {"vocab": [1, 2, 3, 4], "max_seq_len": 5, "compiler_bos": "BOS",
     ({k: v for k, v in _META.items() if k != "output"}, {},
      "no output decoding.*save the model again"),
     ({**_META, "heads": 2}, {}, r"unknown fields \['heads'\]"),
-    ({**_META, "vocab": [1, 2.5, 3, 4]}, {}, "list of ints and strings"),
+    ({**_META, "vocab": 4}, {}, "vocab must be a list, got 4"),
+    ({**_META, "vocab": [1, float("nan"), 3, 4]}, {},
+     "vocab token nan is a float .JSON has no NaN or infinity"),
+    ({**_META, "vocab": [1, [2], 3, 4]}, {}, r"vocab token \[2\] is a list"),
+    ({**_META, "vocab": [1, None, 3, 4]}, {}, "vocab token None is a "
+     "NoneType"),
+    ({**_META, "vocab": [1, 1.0, 3, 4]}, {}, "repeated tokens"),
+    ({**_META, "vocab": [1, 2, 3, "BOS"]}, {}, "special token 'BOS'"),
+    ({**_META, "vocab": [True, 2, 3, 4]}, {},
+     r"token order of vocab \[True, 2, 3, 4\] is not defined .* no "
+     "token_order"),
+    ({**_META, "token_order": [1, 2, 3, 4, "BOS"]}, {},
+     "token_order .* must list the vocab, compiler_bos and compiler_pad"),
+    ({**_META, "token_order": [1, 2, 3, [4], "BOS", "compiler_pad"]}, {},
+     "token_order .* must list the vocab"),
+    ({**_META, "token_order": [2, 1, 3, 4, "BOS", "compiler_pad"]}, {},
+     r"token_order .* is not tracr's order of these tokens, \[1, 2, 3"),
     ({**_META, "num_heads": 0}, {}, "num_heads must be a positive int"),
     ({**_META, "causal": "yes"}, {}, "causal must be true or false"),
     ({**_META, "output": {**_OUTPUT, "values": [0, 1]}}, {},
@@ -216,8 +248,14 @@ def test_load_names_the_problem(tmp_path, hist_model, meta, extra, message):
 
 
 @pytest.mark.parametrize("vocab, message", [
-    ({1.5, 2, 3, 4}, "vocab token 1.5 is a float"),
-    ({True, 2, 3, 4}, "vocab token True is a bool"),
+    ({float("inf"), 2, 3, 4}, "vocab token inf is a float .JSON has no NaN"),
+    ([np.float32("nan"), 2, 3, 4], "vocab token nan is a float"),
+    ({(1, 2), 2, 3, 4}, r"vocab token \(1, 2\) is a tuple .JSON would not "
+     "give it back"),
+    ({None, 2, 3, 4}, "vocab token None is a NoneType"),
+    ({object, 2, 3, 4}, "vocab token <class 'object'> is a type"),
+    ([1, True, 3, 4], "repeated tokens .Python and tracr take 1, 1.0 and "
+     "True for the same token"),
     ({1, 2, 3, "BOS"}, "special token 'BOS'"),
     ([1, 1, 2, 3], "repeated tokens"),
     ({1, 2}, "expected 4 rows"),

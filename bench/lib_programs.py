@@ -204,24 +204,31 @@ def format_table(rows: Sequence[Row]) -> str:
   return "\n".join(lines)
 
 
-def select(names: Sequence[str]) -> tuple[LibProgram, ...]:
-  """The entries whose lib function is in `names` (all for an empty list)."""
-  known = {entry.function for entry in LIB_PROGRAMS}
+def select(names: Sequence[str], programs: Sequence[LibProgram] = LIB_PROGRAMS
+           ) -> tuple[LibProgram, ...]:
+  """The entries of `programs` whose lib function (`LibProgram.function`)
+  is in `names` (all for an empty list)."""
+  known = {entry.function for entry in programs}
   unknown = sorted(set(names) - known)
   if unknown:
     raise ValueError(f"unknown programs {unknown}; known: {sorted(known)}")
-  return tuple(e for e in LIB_PROGRAMS if not names or e.function in names)
+  return tuple(e for e in programs if not names or e.function in names)
 
 
-def _define_flags() -> None:
+_PROGRAMS_HELP = ("Only these lib functions (e.g. make_hist,shift_by); "
+                  "default: all of LIB_PROGRAMS.")
+
+
+def define_flags(programs_help: str = _PROGRAMS_HELP) -> None:
+  """This script's flags; another program list's script (e.g.
+  realistic_programs.py) passes its own help for --programs."""
   flags.DEFINE_string("workdir", None, "A train.py workdir: the meta-model "
                       "(config.json and latest checkpoint) that decompiles.")
   flags.DEFINE_integer("beam_size", search.BEAM_SIZE, "Beam candidates for "
                        "search-and-verify decoding (Decompiler.decompile).")
   flags.DEFINE_string("out", None, "Also write the markdown table to this "
                       "file.")
-  flags.DEFINE_list("programs", [], "Only these lib functions (e.g. "
-                    "make_hist,shift_by); default: all of LIB_PROGRAMS.")
+  flags.DEFINE_list("programs", [], programs_help)
   flags.DEFINE_integer("num_check_inputs", inputs_lib.NUM_CHECK_INPUTS, "Random check inputs (for "
                        "the decompiler's verification and the functional "
                        "check) "
@@ -231,7 +238,10 @@ def _define_flags() -> None:
   flags.mark_flags_as_required(["workdir"])
 
 
-def main(argv: list[str]) -> None:
+def main_for(argv: list[str], programs: Sequence[LibProgram]) -> None:
+  """The script's main for a program list: decompiles the --programs among
+  `programs` with the meta-model in --workdir and prints the table (and
+  writes it to --out). Needs `define_flags`."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
@@ -240,7 +250,8 @@ def main(argv: list[str]) -> None:
       "beam_size": flags.FLAGS.beam_size,
       "num_check_inputs": flags.FLAGS.num_check_inputs,
       "exhaustive_limit": flags.FLAGS.exhaustive_limit})
-  rows = run(flags.FLAGS.workdir, select(flags.FLAGS.programs), options)
+  rows = run(flags.FLAGS.workdir, select(flags.FLAGS.programs, programs),
+             options)
   table = format_table(rows)
   print(f"meta-model: {flags.FLAGS.workdir}, beam {options.beam_size}\n")
   print(table)
@@ -249,6 +260,10 @@ def main(argv: list[str]) -> None:
       f.write(table + "\n")
 
 
+def main(argv: list[str]) -> None:
+  main_for(argv, LIB_PROGRAMS)
+
+
 if __name__ == "__main__":
-  _define_flags()
+  define_flags()
   app.run(main)

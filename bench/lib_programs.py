@@ -120,6 +120,7 @@ class Row:
   functional: Optional[bool] = None
   seconds: Optional[float] = None
   message: str = ""
+  source: str = ""  # "weights" (read off them) or "meta-model".
 
 
 def short_rows(rows: list[list[str]]) -> str:
@@ -149,11 +150,13 @@ def run_one(entry: LibProgram, decompiler: decompiler_lib.Decompiler,
     result = decompiler.decompile(
         model, beam_size=options.beam_size,
         exhaustive_limit=options.exhaustive_limit,
-        num_check_inputs=options.num_check_inputs)
+        num_check_inputs=options.num_check_inputs,
+        read_weights=options.read_weights)
   except UserError as e:  # Over the meta-model's limits, unsavable tokens.
     row.message = str(e)
     return row
   row.decompiled = short_rows(result.rows)
+  row.source = result.source
   if result.program is None:
     row.decompiled = f"(undecodable) {row.decompiled}"
     row.verified = row.functional = False
@@ -171,7 +174,7 @@ def run(workdir: str, programs: Sequence[LibProgram],
         options: ml_collections.ConfigDict) -> list[Row]:
   """A row per program, in order; the meta-model is restored once.
 
-  `options`: beam_size, num_check_inputs, exhaustive_limit.
+  `options`: beam_size, num_check_inputs, exhaustive_limit, read_weights.
   """
   decompiler = decompiler_lib.load(workdir)
   return [run_one(entry, decompiler, options) for entry in programs]
@@ -181,18 +184,23 @@ def _yes_no(value: Optional[bool]) -> str:
   return "—" if value is None else ("yes" if value else "no")
 
 
+def _shortened(text: str, limit: int = 160) -> str:
+  """Tables can be long; the table shows their start."""
+  return text if len(text) <= limit else text[:limit] + " …"
+
+
 def format_table(rows: Sequence[Row]) -> str:
   """The markdown table, then a line counting verified and right rows."""
   lines = ["| program | vocab | max_seq_len | layers | d_model | decompiled "
-           "| verified | functional | seconds |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| by | verified | functional | seconds |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     cells = [f"`{r.program}`",
              "{" + ", ".join(str(t) for t in r.vocab) + "}",
              str(r.max_seq_len),
              "—" if r.layers is None else str(r.layers),
              "—" if r.d_model is None else str(r.d_model),
-             r.message or f"`{r.decompiled}`",
+             r.message or f"`{_shortened(r.decompiled)}`", r.source or "—",
              _yes_no(r.verified), _yes_no(r.functional),
              "—" if r.seconds is None else f"{r.seconds:.1f}"]
     lines.append("| " + " | ".join(" ".join(c.split()).replace("|", "\\|")
@@ -226,6 +234,10 @@ def define_flags(programs_help: str = _PROGRAMS_HELP) -> None:
                       "(config.json and latest checkpoint) that decompiles.")
   flags.DEFINE_integer("beam_size", search.BEAM_SIZE, "Beam candidates for "
                        "search-and-verify decoding (Decompiler.decompile).")
+  flags.DEFINE_bool("read_weights", True, "Try the program read straight "
+                    "off the weights (encoding.readout) first, as "
+                    "Decompiler.decompile does; --noread_weights measures the "
+                    "meta-model alone.")
   flags.DEFINE_string("out", None, "Also write the markdown table to this "
                       "file.")
   flags.DEFINE_list("programs", [], programs_help)
@@ -249,11 +261,13 @@ def main_for(argv: list[str], programs: Sequence[LibProgram]) -> None:
   options = ml_collections.ConfigDict({
       "beam_size": flags.FLAGS.beam_size,
       "num_check_inputs": flags.FLAGS.num_check_inputs,
-      "exhaustive_limit": flags.FLAGS.exhaustive_limit})
+      "exhaustive_limit": flags.FLAGS.exhaustive_limit,
+      "read_weights": flags.FLAGS.read_weights})
   rows = run(flags.FLAGS.workdir, select(flags.FLAGS.programs, programs),
              options)
   table = format_table(rows)
-  print(f"meta-model: {flags.FLAGS.workdir}, beam {options.beam_size}\n")
+  print(f"meta-model: {flags.FLAGS.workdir}, beam {options.beam_size}, "
+        f"read off the weights first: {options.read_weights}\n")
   print(table)
   if flags.FLAGS.out:
     with open(flags.FLAGS.out, "w") as f:

@@ -40,6 +40,7 @@ import numpy as np
 
 from compiled import forward, saved
 from compiled import params as params_lib
+from rasp_gen import convert
 from rasp_gen.program import (INDICES, TOKENS, Encoding, Instruction, Linear,
                               Operator, Program, Table, canonicalize)
 
@@ -75,8 +76,9 @@ class _Reader:
     if model.num_heads is None:
       raise ReadoutError("the number of heads is unknown")
     self.model = model
-    self.params = {m: {k: np.asarray(v, np.float64) for k, v in p.items()}
-                   for m, p in model.params.items()}
+    self.params = _with_one({m: {k: np.asarray(v, np.float64)
+                                 for k, v in p.items()}
+                             for m, p in model.params.items()})
     self.layout = params_lib.check_params(self.params)
     self.variables: dict[str, _Variable] = {}
     self.owner: dict[int, str] = {}
@@ -531,14 +533,17 @@ class _Reader:
         for key, value in function.table.items():
           args = tuple(self.value_of(n, k) for n, k in
                        zip(instruction.args, key))
-          if instruction.operator == Operator.SELECT:
-            entries.append((args, value))
-          elif output.numerical:
+          if instruction.operator == Operator.SELECT or output.numerical:
             entries.append((args, value))
           else:
             entries.append((args, self.value_of(instruction.output, value)))
-        function = Table(tuple(sorted(
-            entries, key=lambda e: tuple(_sort_key(a) for a in e[0]))))
+        function = Table(tuple(entries))
+        numerical_input = any(self.variables[n].numerical
+                              for n in instruction.args
+                              if n in self.variables)
+        if not ((output is not None and output.numerical)
+                or numerical_input):
+          function = convert.readable(instruction.operator, function)
       instructions.append(dataclasses.replace(instruction, function=function))
     return canonicalize(Program(_used(instructions, self.output_name)))
 
@@ -548,6 +553,28 @@ class _Pending:
   """A table over directions, before the directions have values."""
 
   table: dict
+
+
+def _with_one(params: dict) -> dict:
+  """The params with a direction that is 1 for every token. tracr adds
+  'one' only when a module needs it; where none does, an extra direction
+  that nothing reads lets every probe set it all the same."""
+  token_VxD = params["token_embed"]["embeddings"]
+  if np.all(np.abs(token_VxD - 1) < _ZERO, axis=0).any():
+    return params
+  widened = {}
+  for module, leaves in params.items():
+    widened[module] = {}
+    for name, array in leaves.items():
+      if module == "token_embed":
+        array = np.concatenate([array, np.ones((len(array), 1))], axis=1)
+      elif module == "pos_embed" or module.endswith(("/linear", "linear_2")):
+        array = np.concatenate([array, np.zeros(array.shape[:-1] + (1,))],
+                               axis=-1)
+      elif name == "w":  # query, key, value, linear_1: rows are directions.
+        array = np.concatenate([array, np.zeros((1, array.shape[1]))])
+      widened[module][name] = array
+  return widened
 
 
 def _number(value: float) -> Any:

@@ -10,15 +10,18 @@
 checkpoint. The beam search is jitted once per beam size and weight-shape
 bucket and reused by every later `decompile` call.
 
-`decompile` encodes the weights, runs the beam search and checks the
-candidates best first with `compiled.verify` (the same check inputs as
-`verify.verify(program, model)` with the same options), returning the best
-verified candidate (and the other verified ones), or, when none verifies,
-the best decodable one with the evidence against it.
+`decompile` first reads the program straight off the weights
+(`encoding.readout`: tracr's recipes fix the dataflow and every function's
+table) and verifies it; that answers every program stock tracr compiles
+that we have tried. Otherwise it encodes the weights, runs the beam search
+and checks the candidates best first with `compiled.verify` (the same check
+inputs as `verify.verify(program, model)` with the same options), returning
+the best verified candidate (and the other verified ones), or, when none
+verifies, the best one with the evidence against it.
 
-Weights the meta-model cannot read raise `errors.UserError` (a ValueError)
-with one line naming the problem: not a saved model, not tracr params, a
-causal model, or a size over the trained limits (the limit and the value).
+Weights neither can read raise `errors.UserError` (a ValueError) with one
+line naming the problem: not a saved model, not tracr params, a causal
+model, or a size over the trained limits (the limit and the value).
 """
 
 import dataclasses
@@ -35,12 +38,13 @@ from tracr.rasp import rasp
 from compiled import inputs
 from compiled import params as params_lib
 from compiled import saved, verify
-from encoding import pipeline, tokens
+from encoding import pipeline, readout, tokens
 from encoding.limits import LimitExceeded
 from encoding.vocabulary import PAD
 from meta_model import build, checkpoints, decode, quiet, search
 from meta_model.errors import UserError
 from rasp_gen import convert
+from rasp_gen.program import function_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Decompilation:
       says so).
     others: the beam's other verified programs, best first, as SOps.
     others_python: their sources.
+    source: "weights" (read off the weights, `encoding.readout`; rows are
+      then the instructions, tables printed in full) or "meta-model".
   """
 
   program: Optional[rasp.SOp]
@@ -70,6 +76,7 @@ class Decompilation:
   evidence: verify.Verification
   others: tuple[rasp.SOp, ...] = ()
   others_python: tuple[str, ...] = ()
+  source: str = "meta-model"
 
   @property
   def agreement(self) -> float:
@@ -104,7 +111,7 @@ class Decompilation:
             "verified": self.verified, "agreement": self.agreement,
             "num_inputs": e.num_inputs, "num_agreeing": e.num_agreeing,
             "exhaustive": e.exhaustive, "reason": e.reason,
-            "first_difference": first,
+            "first_difference": first, "source": self.source,
             "others_python": list(self.others_python)}
 
 
@@ -178,18 +185,30 @@ class Decompiler:
   def decompile(self, model: Any, beam_size: int = search.BEAM_SIZE, *,
                 exhaustive_limit: int = inputs.EXHAUSTIVE_LIMIT,
                 num_check_inputs: int = inputs.NUM_CHECK_INPUTS,
-                seed: int = 0) -> Decompilation:
+                seed: int = 0, read_weights: bool = True) -> Decompilation:
     """Decompiles `model` (a tracr AssembledTransformerModel or a saved
     file's path) and verifies the result against its weights.
 
+    With `read_weights`, the program read straight off the weights
+    (`encoding.readout`) is the first candidate: when it verifies, it is the
+    answer and the meta-model is not run; when the meta-model cannot read
+    the weights (over its limits), the read-out is the answer either way.
     The check inputs are `verify.verify`'s for the same `exhaustive_limit`,
     `num_check_inputs` and `seed`: all inputs when there are at most
     `exhaustive_limit`, else random ones plus the compiled structure.
     """
     weights = self.weights(model)
-    beams_KxRx5 = self.candidates(weights, beam_size)
     reference = verify.reference(weights, exhaustive_limit=exhaustive_limit,
                                  num_random=num_check_inputs, seed=seed)
+    read = _read_out(weights, reference) if read_weights else None
+    if read is not None and read.verified:
+      return read
+    try:
+      beams_KxRx5 = self.candidates(weights, beam_size)
+    except UserError:
+      if read is None:
+        raise
+      return read
     with quiet.candidate_programs():
       choice = search.choose(beams_KxRx5, reference, all_verified=True)
       others = tuple(convert.to_rasp(p) for p, _ in choice.others)
@@ -197,6 +216,9 @@ class Decompiler:
     evidence = choice.verification or verify.Verification(
         False, 0, 0, reference.exhaustive, None,
         f"none of the {beam_size} beam candidates is a valid program")
+    if read is not None and not choice.verified and (
+        read.agreement > evidence.num_agreeing / max(evidence.num_inputs, 1)):
+      return read
     return Decompilation(
         program=program,
         rows=_row_names(choice.rows, self.config.input.max_rows),
@@ -204,6 +226,27 @@ class Decompiler:
         verified=choice.verified, evidence=evidence,
         others=others,
         others_python=tuple(convert.to_python(p) for p, _ in choice.others))
+
+
+def _read_out(weights: saved.SavedModel,
+              reference: verify.Reference) -> Optional[Decompilation]:
+  """The program read off the weights, verified; None when they leave
+  tracr's recipes (`readout.ReadoutError`) or it is not a valid program."""
+  try:
+    program = readout.read_program(weights, reference.inputs)
+  except ValueError:  # ReadoutError, or a table tracr would not compile.
+    return None
+  sop = convert.to_rasp(program)
+  evidence = verify.verify_against(reference, sop,
+                                   stop_early=False)
+  return Decompilation(
+      program=sop,
+      rows=tuple((i.operator.value, function_text(i.operator, i.function),
+                  *i.args, i.output) if i.function is not None else
+                 (i.operator.value, *i.args, i.output)
+                 for i in program.instructions),
+      python=convert.to_python(program), verified=evidence.verified,
+      evidence=evidence, source="weights")
 
 
 def _row_names(rows_Rx5: np.ndarray,

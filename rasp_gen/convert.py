@@ -175,6 +175,21 @@ def _named_candidates(table: Sequence[functions.NamedFunction],
           if all(functions.accepts(f, frozenset(d)) for d in domains)]
 
 
+def readable(operator: Operator, table: Table) -> Function:
+  """The named function or predicate equal to a full categorical table on
+  its whole domain (e.g. `LAM_ADD_1`, `PRED_LT`), else the table itself."""
+  domains = [sorted({args[i] for args, _ in table.entries}, key=repr)
+             for i in range(table.arity)]
+  if operator == Operator.SELECT:
+    candidates = [(name, lambda k, q, c=comparison: bool(c(k, q)))
+                  for name, comparison in functions.PREDICATES.items()]
+  else:
+    candidates = _named_candidates(
+        functions.MAP_FUNCTIONS if operator == Operator.MAP
+        else functions.SEQUENCE_MAP_FUNCTIONS, domains)
+  return _name_of_table(table, domains, candidates) or table
+
+
 def _read_table(expr: rasp.RASPExpr, fn: Callable[..., Any],
                 domains: Sequence[Collection]) -> Table:
   try:

@@ -76,7 +76,8 @@ def test_checks_judge_a_decompilation(name, program, right):
   """With the decompiler answering `program`, both checks see if it is
   make_hist / make_length (compiled by stock tracr)."""
   options = ml_collections.ConfigDict(dict(
-      beam_size=1, num_check_inputs=16, exhaustive_limit=5000))
+      beam_size=1, num_check_inputs=16, exhaustive_limit=5000,
+      read_weights=False))
   row = lib_programs.run_one(_entry(name), _Answers(program), options)
   assert (row.verified, row.functional) == (right, right), row
   assert row.decompiled.startswith("SELECT PRED_")
@@ -102,8 +103,9 @@ def test_both_scripts_on_a_tiny_trained_model(tmp_path):
                                      (0, 1), 2)
   programs = (_entry("make_hist()"), _entry("make_frac_prevs(tokens)"),
               too_deep)
-  rows = lib_programs.run(workdir, programs, ml_collections.ConfigDict(dict(
-      beam_size=2, num_check_inputs=8, exhaustive_limit=0)))
+  options = ml_collections.ConfigDict(dict(
+      beam_size=2, num_check_inputs=8, exhaustive_limit=0, read_weights=False))
+  rows = lib_programs.run(workdir, programs, options)
   assert [r.program for r in rows] == [e.name for e in programs]
   hist, frac_bools, deep = rows
   assert isinstance(hist.verified, bool) and isinstance(hist.functional, bool)
@@ -112,11 +114,15 @@ def test_both_scripts_on_a_tiny_trained_model(tmp_path):
   assert frac_bools.layers is None and frac_bools.verified is None
   # Over the meta-model's limits: the row names the limit.
   assert "max_layers" in deep.message and deep.verified is None
-  assert deep.layers == 13
+  assert deep.layers == 13 and hist.source == "meta-model"
   table = lib_programs.format_table(rows).splitlines()
   assert len(table) == 2 + len(rows) + 2  # Header, rows, blank, summary.
-  assert all(line.count(" | ") == 8 for line in table[2:2 + len(rows)])
+  assert all(line.count(" | ") == 9 for line in table[2:2 + len(rows)])
   assert table[-1].startswith("1 of 3 programs decompiled")
+  # Read off the weights, the deep model needs no meta-model.
+  options.read_weights = True
+  (deep,) = lib_programs.run(workdir, [too_deep], options)
+  assert deep.verified and deep.functional and deep.source == "weights"
 
   # beam_widths: eval.py's own numbers, per beam size.
   options = ml_collections.ConfigDict(dict(

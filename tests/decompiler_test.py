@@ -55,8 +55,9 @@ def loaded(workdir):
 @pytest.mark.parametrize("name", sorted(LIB))
 def test_decompiles_a_stock_tracr_model_object(loaded, name):
   model = _stock(name)
-  result = loaded.decompile(model, beam_size=2)
+  result = loaded.decompile(model, beam_size=2, read_weights=False)
   assert isinstance(result, decompiler.Decompilation)
+  assert result.source == "meta-model"
   assert result.rows[0][0] == PROGRAM_START
   assert isinstance(result.verified, bool)
   report = result.report()
@@ -71,7 +72,7 @@ def test_decompiles_a_stock_tracr_model_object(loaded, name):
   # it. (The cache is the function's, shared with training's showcase.)
   cache_size = loaded._beam._cache_size  # pylint: disable=protected-access
   compiled = cache_size()
-  loaded.decompile(model, beam_size=2)
+  loaded.decompile(model, beam_size=2, read_weights=False)
   assert cache_size() == compiled
 
 
@@ -92,7 +93,7 @@ def test_decompile_returns_the_candidate_the_weights_confirm(
   beam = np.stack([swapped, encode(_hist_program(wrong)), true_rows])
   monkeypatch.setattr(loaded, "candidates", lambda weights, beam_size: beam)
   model = _stock(name)
-  result = loaded.decompile(model, beam_size=len(beam))
+  result = loaded.decompile(model, beam_size=len(beam), read_weights=False)
   assert result.verified and result.others == ()
   assert result.rows[0][0] == PROGRAM_START
   assert result.rows[-1][0] == PROGRAM_END
@@ -104,6 +105,33 @@ def test_decompile_returns_the_candidate_the_weights_confirm(
   # The evidence is verify's, on the same check inputs.
   again = verify.verify(result.program, model)
   assert again.verified and again.num_inputs == result.evidence.num_inputs
+
+
+@pytest.mark.parametrize("name", sorted(LIB))
+def test_the_program_read_off_the_weights_comes_first(loaded, name,
+                                                      monkeypatch):
+  def no_beam(weights, beam_size):
+    raise AssertionError("the meta-model ran although the read-out verified")
+  monkeypatch.setattr(loaded, "candidates", no_beam)
+  result = loaded.decompile(_stock(name))
+  assert result.verified and result.source == "weights"
+  assert result.rows[-1][0] == "SELECTOR_WIDTH"
+  namespace = {}
+  exec(result.python, namespace)  # pylint: disable=exec-used
+  assert verify.verify(namespace["program"], _stock(name)).verified
+  assert json.loads(json.dumps(result.to_json()))["source"] == "weights"
+
+
+def test_weights_over_the_meta_models_limits_are_still_read(loaded):
+  """A vocabulary whose ranks the graph encoder cannot embed."""
+  vocab = set(range(100))
+  model = compiling.compile_rasp_to_model(
+      rasp.categorical(rasp.Map(lambda x: x % 7, rasp.tokens)), vocab, 2,
+      compiler_bos="BOS")
+  with pytest.raises(UserError):
+    loaded.decompile(model, read_weights=False)
+  result = loaded.decompile(model)
+  assert result.verified and result.source == "weights"
 
 
 @pytest.mark.parametrize("name", sorted(LIB))
@@ -156,7 +184,7 @@ def test_weights_it_cannot_read_raise_one_user_error(loaded, tmp_path):
   saved.save_compiled(path, wide.params, vocab, 5, num_heads=wide.num_heads,
                       output=wide.output_decoding)
   with pytest.raises(UserError, match="cannot read these weights: .*2048"):
-    loaded.decompile(path)
+    loaded.decompile(path, read_weights=False)
 
 
 def _hist_program(predicate: str) -> Program:

@@ -46,6 +46,12 @@ _DATA_DIR = flags.DEFINE_string(
 _DECOMPILE = flags.DEFINE_string(
     "decompile", None, "Decompile this saved tracr model (.npz, see "
     "compiled/saved.py) instead of evaluating a split.")
+_READ_WEIGHTS = flags.DEFINE_bool(
+    "read_weights", True, "First read the program straight off the weights "
+    "(encoding.readout); the meta-model decodes only when that does not "
+    "verify. On a split this adds the read/dec.* columns; "
+    "--noread_weights skips them (and, with --decompile, uses the "
+    "meta-model alone).")
 _JSON_OUT = flags.DEFINE_string(
     "json_out", None, "With --decompile: also write the rows, Python "
     "source, verdict and evidence here as JSON.")
@@ -62,7 +68,8 @@ def main(argv: list[str]) -> None:
     result = decompiler.load(_WORKDIR.value).decompile(
         _DECOMPILE.value, beam_size=_BEAM_SIZE.value,
         exhaustive_limit=_EXHAUSTIVE_LIMIT.value,
-        num_check_inputs=_NUM_CHECK_INPUTS.value)
+        num_check_inputs=_NUM_CHECK_INPUTS.value,
+        read_weights=_READ_WEIGHTS.value)
     print(result.report())
     if _JSON_OUT.value:
       with open(_JSON_OUT.value, "w") as f:
@@ -73,7 +80,8 @@ def main(argv: list[str]) -> None:
                  num_examples=_NUM_EXAMPLES.value,
                  beam_size=_BEAM_SIZE.value,
                  num_check_inputs=_NUM_CHECK_INPUTS.value,
-                 exhaustive_limit=_EXHAUSTIVE_LIMIT.value)
+                 exhaustive_limit=_EXHAUSTIVE_LIMIT.value,
+                 read_weights=_READ_WEIGHTS.value)
   heldout.evaluate(_WORKDIR.value, options)
 
 

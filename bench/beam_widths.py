@@ -36,8 +36,8 @@ def run(workdir: str, beam_sizes: Sequence[int],
         options: ml_collections.ConfigDict) -> dict[str, Any]:
   """Per beam size and split: eval.summarize's `overall` and the seconds.
 
-  `options`: split, num_examples, num_check_inputs, exhaustive_limit (as
-  eval.py takes them; beam_size is set per run). Returns {"step", "beam_sizes",
+  `options`: split, num_examples, num_check_inputs, exhaustive_limit,
+  read_weights (as eval.py takes them; beam_size is set per run). Returns {"step", "beam_sizes",
   "dropped_for_size": {split: n}, "programs": {split: n},
   "beams": {beam: {split: overall}}, "seconds": {beam: total seconds},
   "errors": {beam: message}} where a beam size the decoder refuses (a
@@ -142,6 +142,7 @@ def main(argv: list[str]) -> None:
   options = ml_collections.ConfigDict({
       name: flags.FLAGS[name].value for name in (
           "split", "num_examples", "num_check_inputs", "exhaustive_limit")})
+  options.read_weights = False  # Beam widths are the meta-model's question.
   table = format_table(run(flags.FLAGS.workdir, beam_sizes, options))
   print(table)
   if flags.FLAGS.out:

@@ -16,6 +16,11 @@ randomly permuted residual stream (encoding/augment.py):
                       none verifies.
   verified_wrong      verified, yet not functionally right: verification
                       is meant to be sound, so this should always be 0.
+  read_verified       the program read straight off the weights
+                      (`encoding.readout`, no meta-model) verifies;
+  decompiled_*        what `Decompiler.decompile` answers: the read-out
+                      when it verifies, else search-and-verify's choice
+                      (functional accuracy, and verified-but-wrong).
 Beside them, per split: token accuracy by row column (operator, arg1-arg3,
 return variable) and, for the function slot (arg1 of MAP, SEQUENCE_MAP and
 SELECT rows), accuracy by the target function's family (`FUNCTION_FAMILIES`)
@@ -45,12 +50,12 @@ from flax import nnx
 
 from compiled import inputs as inputs_lib
 from compiled import saved, verify
-from encoding import graph, pipeline, tokens
+from encoding import graph, pipeline, readout, tokens
 from encoding.limits import LimitExceeded
 from meta_model import build, checkpoints, decode, quiet, search
 from meta_model import loss as loss_lib
 from meta_model.errors import UserError
-from rasp_gen import dataset, functional, functions, records
+from rasp_gen import convert, dataset, functional, functions, records
 from rasp_gen.program import Program, canonicalize
 
 # Example i's check inputs come from rng([CHECK_SEED, i]) and its residual
@@ -71,7 +76,9 @@ def default_options() -> ml_collections.ConfigDict:
       # Random check inputs when there are more than exhaustive_limit input
       # sequences; else every input (compiled.inputs).
       num_check_inputs=inputs_lib.NUM_CHECK_INPUTS,
-      exhaustive_limit=inputs_lib.EXHAUSTIVE_LIMIT))
+      exhaustive_limit=inputs_lib.EXHAUSTIVE_LIMIT,
+      # Also read each program off the weights (the decompiled_* metrics).
+      read_weights=True))
 
 
 def check_inputs(weights: saved.SavedModel, index: int,
@@ -83,11 +90,14 @@ def check_inputs(weights: saved.SavedModel, index: int,
       options.num_check_inputs, options.exhaustive_limit)
 
 
-def choose_verified(candidates_KxRx5: np.ndarray,
-                    weights: saved.SavedModel,
-                    inputs: list[list]) -> search.Choice:
-  """`search.choose` with the weights run once on `inputs`."""
-  return search.choose(candidates_KxRx5, verify.reference(weights, inputs))
+def read_verified(reference: verify.Reference) -> Optional[Program]:
+  """The program read off the weights when it verifies, else None."""
+  try:
+    program = readout.read_program(reference.model, reference.inputs)
+  except ValueError:  # Not tracr's recipes, or a table tracr rejects.
+    return None
+  verified = verify.verify_against(reference, convert.to_rasp(program))
+  return program if verified.verified else None
 
 
 def weights_of(record: records.Record) -> saved.SavedModel:
@@ -204,7 +214,8 @@ def _dataflow(program: Program) -> tuple:
 
 
 def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: search.Choice,
-          inputs: list[list], slots: dict[str, Any]) -> dict[str, Any]:
+          read: Optional[Program], inputs: list[list],
+          slots: dict[str, Any]) -> dict[str, Any]:
   """One example's results; a prediction that does not decode is wrong.
 
   `structure`: the greedy program is the true one up to its functions (so a
@@ -229,6 +240,10 @@ def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: search.Choice,
       "verified_exact": same(chosen.program),
       "verified_functional": works(chosen.program),
       "verified_wrong": chosen.verified and not works(chosen.program),
+      "read_verified": read is not None,
+      "decompiled_functional": works(read or chosen.program),
+      "decompiled_wrong": ((read is not None or chosen.verified)
+                           and not works(read or chosen.program)),
   }
 
 
@@ -257,16 +272,20 @@ def evaluate_examples(model, examples: list[tuple[records.Record, dict]],
       for i, (record, _) in enumerate(chunk):
         weights = weights_of(record)
         inputs = check_inputs(weights, record.index, options)
-        chosen = choose_verified(beams[i], weights, inputs)
-        results.append(score(record, greedy[i], chosen, inputs,
+        reference = verify.reference(weights, inputs)
+        chosen = search.choose(beams[i], reference)
+        read = read_verified(reference) if options.read_weights else None
+        results.append(score(record, greedy[i], chosen, read, inputs,
                              slot_counts(hits, i, config.input.max_rows)))
   return results
 
 
 _FLAGS_SUMMED = ("invalid", "exact", "functional", "structure", "verified",
-                 "verified_exact", "verified_functional", "verified_wrong")
+                 "verified_exact", "verified_functional", "verified_wrong",
+                 "read_verified", "decompiled_functional", "decompiled_wrong")
 # Flags summarised under their own name; the others as f"{flag}_accuracy".
-_SHARES = ("invalid", "verified", "verified_wrong")
+_SHARES = ("invalid", "verified", "verified_wrong", "read_verified",
+           "decompiled_wrong")
 
 
 def _by_column(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -332,9 +351,11 @@ def format_table(name: str, summary: dict[str, Any]) -> str:
   columns = ("programs", "token_accuracy", "exact_accuracy",
              "functional_accuracy", "structure_accuracy", "invalid",
              "verified_exact_accuracy", "verified_functional_accuracy",
-             "verified_wrong")
+             "verified_wrong", "read_verified", "decompiled_functional_accuracy",
+             "decompiled_wrong")
   short = ("n", "token", "exact", "functional", "structure", "invalid",
-           "v.exact", "v.functional", "v.wrong")
+           "v.exact", "v.functional", "v.wrong", "read", "dec.functional",
+           "dec.wrong")
   lines = [f"== {name}", f"{'':14}" + "".join(f"{s:>14}" for s in short)]
   rows = [("overall", summary["overall"])]
   rows += [(f"length {k}", v) for k, v in summary["by_length"].items()]

@@ -127,7 +127,7 @@ def test_both_scripts_on_a_tiny_trained_model(tmp_path):
   # beam_widths: eval.py's own numbers, per beam size.
   options = ml_collections.ConfigDict(dict(
       split="test", data_dir="", num_examples=1, num_check_inputs=8,
-      exhaustive_limit=0))
+      exhaustive_limit=0, read_weights=False))
   report = beam_widths.run(workdir, [1, 2], options)
   assert list(report["beams"]) == [1, 2]
   assert report["programs"] == {"as compiled": 1, "permuted residual": 1}

@@ -78,8 +78,8 @@ def test_metrics_on_hand_made_predictions():
   predictions = [correct, reordered, equivalent, wrong, invalid]
   results = []
   for rows in predictions:
-    chosen = heldout.choose_verified(rows[None], weights, inputs)
-    results.append(heldout.score(record, rows, chosen, inputs, SLOTS))
+    chosen = search.choose(rows[None], verify.reference(weights, inputs))
+    results.append(heldout.score(record, rows, chosen, None, inputs, SLOTS))
   assert [r["exact"] for r in results] == [True, True, False, False, False]
   assert [r["functional"] for r in results] == [True, True, True, False,
                                                 False]
@@ -96,7 +96,7 @@ def test_metrics_on_hand_made_predictions():
   # (verification is meant to make this impossible; the count watches it).
   unsound = search.Choice(tokens.decode_program(wrong), wrong,
                           verify.Verification(True, 1, 1, False, None))
-  flagged = heldout.score(record, wrong, unsound, inputs, SLOTS)
+  flagged = heldout.score(record, wrong, unsound, None, inputs, SLOTS)
   assert flagged["verified"] and flagged["verified_wrong"]
   assert heldout.summarize(results + [flagged])["overall"][
       "verified_wrong"] == pytest.approx(1 / 6)
@@ -176,7 +176,8 @@ def test_column_and_family_accuracy_of_hand_made_logits():
                         exact=False, functional=False, structure=False,
                         verified=False,
                         verified_exact=False, verified_functional=False,
-                        verified_wrong=False,
+                        verified_wrong=False, read_verified=False,
+                        decompiled_functional=False, decompiled_wrong=False,
                         **heldout.slot_counts(hits, 0, MAX_ROWS)))
   assert [(r["token_right"], r["token_counted"]) for r in results] == [
       (10, 14), (14, 17)]
@@ -228,14 +229,14 @@ def test_verification_picks_the_candidate_that_reproduces_the_weights():
                                   ("v1", "v2"), "v3"))
   inputs = [[0, 1, 2], [4, 3]]
   beam = np.stack([wrong, _rows(*TRUE.instructions)])
-  chosen = heldout.choose_verified(beam, weights, inputs)
+  reference = verify.reference(weights, inputs)
+  chosen = search.choose(beam, reference)
   assert chosen.verified and chosen.program == TRUE
   assert chosen.agreement == 1.0
   # None verifies: the top decodable candidate, with its agreement.
-  chosen = heldout.choose_verified(beam[:1], weights, inputs)
+  chosen = search.choose(beam[:1], reference)
   assert not chosen.verified and chosen.agreement == 0.0
-  assert not heldout.choose_verified(
-      np.stack([same_params]), weights, inputs).verified
+  assert not search.choose(np.stack([same_params]), reference).verified
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +248,8 @@ def workdir(tmp_path_factory):
 
 def _options(**overrides):
   options = dict(split="test", data_dir="", num_examples=4, beam_size=2,
-                 num_check_inputs=8, exhaustive_limit=0, json_out=None)
+                 num_check_inputs=8, exhaustive_limit=0, read_weights=True,
+                 json_out=None)
   return ml_collections.ConfigDict(dict(options, **overrides))
 
 
@@ -258,6 +260,10 @@ def test_evaluate_writes_metrics_and_plot(workdir):
       metrics["as compiled"]["overall"]["programs"]) > 0
   assert set(on_disk) >= {"as compiled", "permuted residual", "step"}
   compiled = on_disk["as compiled"]
+  # Every test program is stock tracr's recipes: the read-out verifies it.
+  assert compiled["overall"]["read_verified"] == 1.0
+  assert compiled["overall"]["decompiled_functional_accuracy"] == 1.0
+  assert compiled["overall"]["decompiled_wrong"] == 0.0
   assert list(compiled["by_column"]) == list(heldout.COLUMNS)
   assert set(compiled["by_function_family"]) == set(heldout.FAMILIES) | {
       "all"}

@@ -158,6 +158,7 @@ class _Reader:
     if index_dims:
       self.add(index_dims, False, index_values, INDICES)
     self.readers = self.value_readers()
+    self.together = self.read_together()
     self.written, self.live_neurons = self.live_parts()
 
   def live_parts(self) -> tuple[set[int], dict[int, np.ndarray]]:
@@ -183,6 +184,38 @@ class _Reader:
       live_neurons[layer] = np.flatnonzero(can_fire)
       written |= np.abs(second_MxD[can_fire]).max(0, initial=0) > _ZERO
     return set(np.flatnonzero(written).tolist()), live_neurons
+
+  def read_together(self) -> dict[int, int]:
+    """Per direction, a class of directions that must be one variable: a
+    head reads one variable as query, one as key and one as value, the
+    output decoding reads one, and a categorical Map's neuron (weights all
+    +1, no bias) reads one. (Union-find; direction -> class root.)"""
+    parent = list(range(self.layout.d_model))
+
+    def root(d: int) -> int:
+      while parent[d] != d:
+        parent[d] = parent[parent[d]]
+        d = parent[d]
+      return d
+
+    def join(dims) -> None:
+      dims = [int(d) for d in dims if d not in (self.one, self.bos)]
+      for d in dims[1:]:
+        parent[root(d)] = root(dims[0])
+
+    for layer in range(self.layout.num_layers):
+      for head in self.heads(layer):
+        for matrix, axis in ((head.query_key_DxD, 1), (head.query_key_DxD, 0),
+                             (head.value_output_DxD, 1)):
+          join(np.flatnonzero(np.abs(matrix).max(axis) > _ZERO))
+      first_DxM = self.params[params_lib.mlp_key(layer, "linear_1")]["w"]
+      for column in first_DxM.T:
+        read = np.flatnonzero(np.abs(column) > _ZERO)
+        if (len(read) > 1 and self.one not in read
+            and np.all(np.abs(column[read] - 1) < 1e-4)):
+          join(read)
+    join(self.model.output.dims)
+    return {d: root(d) for d in range(self.layout.d_model)}
 
   def value_readers(self) -> dict[int, frozenset]:
     """Per direction, the modules that read it as a value: heads' values,
@@ -393,13 +426,10 @@ class _Reader:
     if len(dims) == 1:  # Numerical: the width itself.
       output = self.add(dims, True)
     else:
-      values = []
-      for dim in dims:
-        on = [w for w in widths if out_WxD[w, dim] > 0.5]
-        if len(on) != 1:
-          raise ReadoutError(f"layer {layer}: a SelectorWidth direction is "
-                             f"on for {len(on)} widths")
-        values.append(on[0])
+      values = _width_values(out_WxD[:, dims] > 0.5)
+      if values is None:
+        raise ReadoutError(f"layer {layer}: a SelectorWidth's directions do "
+                           "not each stand for one width")
       output = self.add(dims, False, values)
     self.instructions.append(Instruction(
         Operator.SELECTOR_WIDTH, None, (selector,), output,
@@ -415,7 +445,8 @@ class _Reader:
                     axis=0)
     groups = [[d] for d, b in zip(dims, binary) if not b]  # Numerical.
     groups += _one_hot_groups([d for d, b in zip(dims, binary) if b],
-                              out_NxO[:, binary] > 0.5, self.readers)
+                              out_NxO[:, binary] > 0.5, self.readers,
+                              self.together)
     numerical_inputs = [self.variables[n].numerical for n in inputs]
     for group in groups:
       columns = [dims.index(d) for d in group]
@@ -587,25 +618,68 @@ def _sort_key(value: Any) -> tuple:
       "", value)
 
 
+def _width_values(on_WxO: np.ndarray) -> Optional[list[int]]:
+  """Each direction's width: the least width that turns it on. tracr's MLP
+  cannot tell max_seq_len from max_seq_len - 1 past length ~10 (its
+  rounding; a known tracr limit), so one direction may be on for two widths
+  and another for none; the latter takes the one width left over."""
+  values = [int(np.argmax(column)) if column.any() else None
+            for column in on_WxO.T]
+  left = sorted(set(range(len(on_WxO))) - set(values))
+  if values.count(None) > 1 or len(set(values) - {None}) != len(
+      [v for v in values if v is not None]):
+    return None
+  return [left[0] if v is None else v for v in values]
+
+
 def _one_hot_groups(dims: list[int], on_NxO: np.ndarray,
-                    readers: dict[int, frozenset]) -> list[list[int]]:
-  """Splits directions into variables: each combination of inputs turns on
-  exactly one direction of each, and every module that reads a variable's
-  value reads all of its directions. Directions on together are in different
-  variables; a direction no other can join is a numerical 0/1 variable."""
+                    readers: dict[int, frozenset],
+                    together: dict[int, int]) -> list[list[int]]:
+  """Splits directions into variables: each combination of inputs (row)
+  turns on exactly one direction of a categorical variable, directions read
+  together (`read_together`) are one variable, and every module that reads
+  a variable's value reads all of its directions. A direction left alone
+  that is sometimes off is a numerical 0/1 variable. Depth-first search
+  over the classes, joining before opening a new group; ReadoutError when
+  the search runs too long."""
   if not dims:
     return []
-  together_OxO = (on_NxO.T.astype(int) @ on_NxO.astype(int)) > 0
-  groups: list[list[int]] = []
+  classes: dict[int, list[int]] = {}
   for column, dim in enumerate(dims):
-    for group in groups:
-      if _nested(readers[dim], readers[group[0]]) and not any(
-          together_OxO[column, dims.index(d)] for d in group):
-        group.append(dim)
-        break
-    else:
-      groups.append([dim])
-  return groups
+    classes.setdefault(together[dim], []).append(column)
+  blocks = sorted(classes.values(), key=lambda c: on_NxO[:, c].sum(1).tobytes())
+  patterns = [on_NxO[:, block].sum(1) for block in blocks]
+  budget = [20_000]
+
+  def search(index: int, groups: list[list[int]], sums: list[np.ndarray]
+             ) -> Optional[list[list[int]]]:
+    budget[0] -= 1
+    if budget[0] < 0:
+      raise ReadoutError("an MLP's outputs split into variables in too many "
+                         "ways to search")
+    if index == len(blocks):
+      ok = all(np.all(total == 1) for group, total in zip(groups, sums)
+               if len(group) > 1)
+      return groups if ok else None
+    pattern, first = patterns[index], dims[blocks[index][0]]
+    if np.any(pattern > 1):
+      return None  # Read together, yet on together: not one variable.
+    for g, (group, total) in enumerate(zip(groups, sums)):
+      if np.any(total + pattern > 1) or not _nested(
+          readers[first], readers[dims[group[0]]]):
+        continue
+      found = search(index + 1, groups[:g] + [group + blocks[index]]
+                     + groups[g + 1:], sums[:g] + [total + pattern]
+                     + sums[g + 1:])
+      if found is not None:
+        return found
+    return search(index + 1, groups + [list(blocks[index])],
+                  sums + [pattern])
+
+  found = search(0, [], [])
+  if found is None:
+    raise ReadoutError("an MLP's outputs do not split into one-hot variables")
+  return [[dims[c] for c in group] for group in found]
 
 
 def _nested(first: frozenset, second: frozenset) -> bool:

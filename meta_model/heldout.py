@@ -354,7 +354,7 @@ def format_table(name: str, summary: dict[str, Any]) -> str:
              "verified_wrong", "read_verified", "decompiled_functional_accuracy",
              "decompiled_wrong")
   short = ("n", "token", "exact", "functional", "structure", "invalid",
-           "v.exact", "v.functional", "v.wrong", "read", "dec.functional",
+           "v.exact", "v.functional", "v.wrong", "read", "decompiled",
            "dec.wrong")
   lines = [f"== {name}", f"{'':14}" + "".join(f"{s:>14}" for s in short)]
   rows = [("overall", summary["overall"])]
@@ -402,7 +402,8 @@ def plot_by_length(summaries: dict[str, dict[str, Any]], path: str) -> None:
   pyplot.close(figure)
 
 
-def _permuted(record: records.Record) -> records.Record:
+def permuted(record: records.Record) -> records.Record:
+  """The record with its residual stream permuted, the same way every run."""
   rng = np.random.default_rng([PERMUTE_SEED, record.index])
   return pipeline.augment_record(record, rng, "permute")
 
@@ -414,7 +415,7 @@ def encode_examples(split_records: Sequence[records.Record],
   how many records exceeded the size limits (dropped)."""
   examples, dropped = [], 0
   for record in split_records:
-    record = _permuted(record) if permute else record
+    record = permuted(record) if permute else record
     try:
       examples.append((record, pipeline.encode_record(record, config)))
     except LimitExceeded:

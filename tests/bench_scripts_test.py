@@ -12,7 +12,7 @@ from compiled import verify
 from configs import tiny
 from encoding import synthetic, tokens
 from encoding.vocabulary import NA, PROGRAM_END, PROGRAM_START
-from meta_model import decompiler, fit, heldout
+from meta_model import checkpoints, decompiler, fit, heldout
 from rasp_gen import convert
 from rasp_gen.program import Instruction, Operator, Program
 
@@ -32,6 +32,7 @@ lib_programs = _load("lib_programs")
 beam_widths = _load("beam_widths")
 input_pipeline = _load("input_pipeline")
 train_speed = _load("train_speed")
+read_split = _load("read_split")
 
 
 def _entry(name: str):
@@ -138,6 +139,16 @@ def test_both_scripts_on_a_tiny_trained_model(tmp_path):
     assert report["beams"][2][split] == metrics[split]["overall"]
   table = beam_widths.format_table(report).splitlines()
   assert [line.split(" | ")[0] for line in table[-2:]] == ["| 1", "| 2"]
+
+  # read_split: the read-out alone on the same split, both layouts.
+  read = read_split.run(checkpoints.data_dir(tiny.get_config(), workdir),
+                        ml_collections.ConfigDict(dict(options.to_dict(),
+                                                       num_examples=4)))
+  for split in ("as compiled", "permuted residual"):
+    assert read[split]["programs"] == 4
+    assert read[split]["verified"] == read[split]["functional"] == 1.0
+    assert read[split]["wrong"] == 0.0
+  assert read_split.format_table(read).count("| 4 | 100.0% |") == 2
 
 
 def test_input_pipeline_times_each_path_of_each_encoder():

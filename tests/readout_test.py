@@ -100,3 +100,19 @@ def test_weights_that_are_not_tracr_recipes_raise():
   with pytest.raises(readout.ReadoutError):
     readout.read_program(dataclasses.replace(model, params=params),
                          [["a"], ["b", "a"]])
+
+
+def test_two_maps_of_one_variable_in_one_layer_read_the_same_when_permuted():
+  """tokens < 2 (read only as a query) and tokens - 1 (read by an MLP) are
+  written by one MLP; their directions also split into other one-hot groups,
+  so only what reads them tells the variables apart."""
+  small = rasp.Map(lambda x: x < 2, _T)
+  width = rasp.SelectorWidth(rasp.Select(rasp.indices, small,
+                                         rasp.Comparison.LEQ))
+  one_less = rasp.Map(lambda x: x - 1, _T)
+  same = rasp.SequenceMap(lambda x, y: x == y, width, one_less)
+  model = _compile(same, {0, 1, 2, 3}, 5)
+  program, verification = _read(model)
+  assert verification.verified, (str(program), verification)
+  for seed in range(4):
+    assert _read(_permuted(model, seed))[0] == program

@@ -34,7 +34,7 @@ other. `ReadoutError` says where the weights leave tracr's recipes.
 
 import dataclasses
 import itertools
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -190,19 +190,9 @@ class _Reader:
     head reads one variable as query, one as key and one as value, the
     output decoding reads one, and a categorical Map's neuron (weights all
     +1, no bias) reads one. (Union-find; direction -> class root.)"""
-    parent = list(range(self.layout.d_model))
-
-    def root(d: int) -> int:
-      while parent[d] != d:
-        parent[d] = parent[parent[d]]
-        d = parent[d]
-      return d
-
-    def join(dims) -> None:
-      dims = [int(d) for d in dims if d not in (self.one, self.bos)]
-      for d in dims[1:]:
-        parent[root(d)] = root(dims[0])
-
+    classes = _Classes(range(self.layout.d_model))
+    join = lambda dims: classes.join(
+        [int(d) for d in dims if d not in (self.one, self.bos)])
     for layer in range(self.layout.num_layers):
       for head in self.heads(layer):
         for matrix, axis in ((head.query_key_DxD, 1), (head.query_key_DxD, 0),
@@ -215,7 +205,7 @@ class _Reader:
             and np.all(np.abs(column[read] - 1) < 1e-4)):
           join(read)
     join(self.model.output.dims)
-    return {d: root(d) for d in range(self.layout.d_model)}
+    return {d: classes.root(d) for d in range(self.layout.d_model)}
 
   def value_readers(self) -> dict[int, frozenset]:
     """Per direction, the modules that read it as a value: heads' values,
@@ -688,24 +678,35 @@ def _nested(first: frozenset, second: frozenset) -> bool:
   return first <= second or second <= first
 
 
+class _Classes:
+  """Union-find: which items have been joined into one class."""
+
+  def __init__(self, items: Iterable[int]):
+    self.parent = {int(i): int(i) for i in items}
+
+  def root(self, item: int) -> int:
+    while self.parent[item] != item:
+      self.parent[item] = self.parent[self.parent[item]]
+      item = self.parent[item]
+    return item
+
+  def join(self, items: Sequence[int]) -> None:
+    for item in items[1:]:
+      self.parent[self.root(item)] = self.root(items[0])
+
+  def groups(self) -> list[list[int]]:
+    by_root: dict[int, list[int]] = {}
+    for item in self.parent:
+      by_root.setdefault(self.root(item), []).append(item)
+    return list(by_root.values())
+
+
 def _components(neurons: np.ndarray, writes_MxD: np.ndarray) -> list[list[int]]:
-  """Neurons joined by the directions they write (union-find)."""
-  parent = {int(n): int(n) for n in neurons}
-
-  def root(n: int) -> int:
-    while parent[n] != n:
-      parent[n] = parent[parent[n]]
-      n = parent[n]
-    return n
-
+  """Neurons joined by the directions they write."""
+  classes = _Classes(neurons)
   for dim in np.flatnonzero(writes_MxD[neurons].any(0)):
-    writers = [int(n) for n in neurons if writes_MxD[n, dim]]
-    for other in writers[1:]:
-      parent[root(other)] = root(writers[0])
-  groups: dict[int, list[int]] = {}
-  for n in parent:
-    groups.setdefault(root(n), []).append(n)
-  return list(groups.values())
+    classes.join([int(n) for n in neurons if writes_MxD[n, dim]])
+  return classes.groups()
 
 
 def _used(instructions: list[Instruction], output: str) -> tuple:

@@ -124,7 +124,9 @@ def forward(params: Params, token_ids_BxT: np.ndarray, num_heads: int,
   num_layers = sum(bool(_QUERY_KEY.fullmatch(k)) for k in p)
 
   def linear(key: str, x: np.ndarray) -> np.ndarray:
-    return x @ p[key]["w"] + p[key]["b"]
+    # As one 2-D product: numpy's stacked matmul does not use BLAS.
+    flat = x.reshape(-1, x.shape[-1]) @ p[key]["w"] + p[key]["b"]
+    return flat.reshape(x.shape[:-1] + flat.shape[-1:])
 
   for layer in range(num_layers):
     attn = lambda name, x, l=layer: linear(

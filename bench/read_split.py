@@ -42,7 +42,7 @@ def read_one(record: records.Record, options: ml_collections.ConfigDict
   start = time.perf_counter()
   reference = verify.reference(weights, inputs)
   try:
-    program = readout.read_program(weights, reference.inputs)
+    program = readout.read_program(weights)
     verified = verify.verify_against(reference,
                                      convert.to_rasp(program)).verified
   except ValueError as error:

@@ -38,7 +38,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from compiled import forward, saved
+from compiled import saved
 from compiled import params as params_lib
 from rasp_gen import convert
 from rasp_gen.program import (INDICES, TOKENS, Encoding, Instruction, Linear,
@@ -59,6 +59,9 @@ class _Variable:
   dims: tuple[int, ...]
   numerical: bool
   values: Optional[list] = None  # Per dim (categorical); None until named.
+  # A numerical variable's values as tracr's value-set inference has them:
+  # the points its MLP thresholds sit between.
+  value_set: Optional[set] = None
   # An Aggregate's output holds its input's values: (input, dim -> input dim).
   copies: Optional[tuple[str, dict[int, int]]] = None
 
@@ -72,7 +75,7 @@ class _Head:
 class _Reader:
   """The state of one read: variables by name and by direction, instructions."""
 
-  def __init__(self, model: saved.SavedModel, inputs: Sequence[Sequence]):
+  def __init__(self, model: saved.SavedModel):
     if model.num_heads is None:
       raise ReadoutError("the number of heads is unknown")
     self.model = model
@@ -84,19 +87,15 @@ class _Reader:
     self.owner: dict[int, str] = {}
     self.instructions: list[Instruction] = []
     self.selectors: dict[tuple, str] = {}
-    residuals: list[np.ndarray] = []
-    forward.outputs(model.params, model.num_heads, model.input_tokens,
-                    model.output, inputs, model.compiler_bos, model.causal,
-                    residuals=residuals)
-    # Every position but BOS of every check input: the values variables take.
-    self.trace_PxD = np.concatenate([r[1:] for r in residuals])
 
   # -- variables ------------------------------------------------------------
 
   def add(self, dims: Sequence[int], numerical: bool,
-          values: Optional[list] = None, name: Optional[str] = None) -> str:
+          values: Optional[list] = None, name: Optional[str] = None,
+          value_set: Optional[set] = None) -> str:
     name = name or f"x{len(self.variables)}"
-    self.variables[name] = _Variable(name, tuple(dims), numerical, values)
+    self.variables[name] = _Variable(name, tuple(dims), numerical, values,
+                                     value_set=value_set)
     for dim in dims:
       if dim in self.owner:
         raise ReadoutError(f"direction {dim} is written twice")
@@ -237,13 +236,17 @@ class _Reader:
         points.append((dim, vector))
       return points
     (dim,) = variable.dims
-    observed = np.unique(np.round(self.trace_PxD[:, dim], 6))
     points = []
-    for value in observed:
+    for value in sorted(variable.value_set):
       vector = np.zeros(width)
       vector[dim] = value
       points.append((float(value), vector))
     return points
+
+  def means(self, values: Iterable) -> set:
+    """tracr's value set of a numerical mean of `values` (basis_inference)."""
+    return {value / length for value in values
+            for length in range(1, self.model.max_seq_len + 1)}
 
   def mlp(self, layer: int, residual_NxD: np.ndarray,
           neurons: np.ndarray) -> np.ndarray:
@@ -337,16 +340,17 @@ class _Reader:
           variable.dims) > 1:
         # A numerical mean of a categorical variable: each value direction
         # carries its value as the weight (tracr's lib: means of booleans).
-        output = self.add(targets, True)
         weights = [_number(value_output[d, targets[0]]) for d in variable.dims]
         self.set_values(source, weights)
+        output = self.add(targets, True, value_set=self.means(weights))
         variable = self.variables[output]
       elif variable.numerical:
         if len(targets) != 1 or abs(value_output[variable.dims[0],
                                                  targets[0]] - 1) > 1e-4:
           raise ReadoutError(f"layer {layer}: a numerical Aggregate that "
                              "does not copy its input")
-        output = self.add(targets, True)
+        output = self.add(targets, True,
+                          value_set=self.means(variable.value_set))
       else:
         copied = {}
         for dim in variable.dims:
@@ -414,7 +418,7 @@ class _Reader:
     dims = [int(d) for d in np.flatnonzero(np.abs(out_WxD).max(0) > _ZERO)
             if d != hidden_dim]
     if len(dims) == 1:  # Numerical: the width itself.
-      output = self.add(dims, True)
+      output = self.add(dims, True, value_set=set(widths))
     else:
       values = _width_values(out_WxD[:, dims] > 0.5)
       if values is None:
@@ -431,11 +435,13 @@ class _Reader:
     each one's table."""
     keys, out_NxD = self.probe(layer, neurons, inputs)
     out_NxO = out_NxD[:, dims]
-    binary = np.all((np.abs(out_NxO) < 1e-3) | (np.abs(out_NxO - 1) < 1e-3),
-                    axis=0)
-    groups = [[d] for d, b in zip(dims, binary) if not b]  # Numerical.
-    groups += _one_hot_groups([d for d, b in zip(dims, binary) if b],
-                              out_NxO[:, binary] > 0.5, self.readers,
+    # Categorical directions are 0 or 1, but tracr's numerical-to-categorical
+    # MLP ramps over 1/100 around each threshold, so values closer than that
+    # to one read in between: a direction counts as on above 0.5.
+    unit = np.all((out_NxO > -1e-3) & (out_NxO < 1 + 1e-3), axis=0)
+    groups = [[d] for d, u in zip(dims, unit) if not u]  # Numerical.
+    groups += _one_hot_groups([d for d, u in zip(dims, unit) if u],
+                              out_NxO[:, unit] > 0.5, self.readers,
                               self.together)
     numerical_inputs = [self.variables[n].numerical for n in inputs]
     for group in groups:
@@ -452,7 +458,7 @@ class _Reader:
         self.add_map(inputs, _Pending(table), output, Encoding.CATEGORICAL)
       else:
         table = {key: _number(row[0]) for key, row in zip(keys, values_N)}
-        output = self.add(group, True)
+        output = self.add(group, True, value_set=set(table.values()))
         self.add_map(inputs, _Pending(table), output, Encoding.NUMERICAL)
 
   def add_map(self, inputs: tuple[str, ...], table: "_Pending", output: str,
@@ -468,7 +474,8 @@ class _Reader:
     factors, *_ = np.linalg.lstsq(design_Nx2, values_N, rcond=None)
     if np.abs(design_Nx2 @ factors - values_N).max(initial=0) > 1e-4:
       raise ReadoutError(f"a SequenceMap of numerical {inputs} is not linear")
-    output = self.add(group, True)
+    output = self.add(group, True, value_set={
+        _number(v) for v in design_Nx2 @ factors})
     self.instructions.append(Instruction(
         Operator.SEQUENCE_MAP, Linear(*(_number(f) for f in factors)), inputs,
         output, Encoding.NUMERICAL))
@@ -718,14 +725,12 @@ def _used(instructions: list[Instruction], output: str) -> tuple:
   return tuple(reversed(kept))
 
 
-def read_program(model: saved.SavedModel,
-                 inputs: Sequence[Sequence]) -> Program:
+def read_program(model: saved.SavedModel) -> Program:
   """The program tracr's recipes say `model`'s weights compute.
 
-  `inputs` are the check inputs (compiled.inputs): they give each numerical
-  variable its values. Raises ReadoutError where the weights are not tracr's.
+  Raises ReadoutError where the weights are not tracr's.
   """
-  reader = _Reader(model, inputs)
+  reader = _Reader(model)
   reader.read_embeddings()
   for layer in range(reader.layout.num_layers):
     widths = reader.read_attention(layer)

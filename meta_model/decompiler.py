@@ -233,7 +233,7 @@ def _read_out(weights: saved.SavedModel,
   """The program read off the weights, verified; None when they leave
   tracr's recipes (`readout.ReadoutError`) or it is not a valid program."""
   try:
-    program = readout.read_program(weights, reference.inputs)
+    program = readout.read_program(weights)
   except ValueError:  # ReadoutError, or a table tracr would not compile.
     return None
   sop = convert.to_rasp(program)

@@ -93,7 +93,7 @@ def check_inputs(weights: saved.SavedModel, index: int,
 def read_verified(reference: verify.Reference) -> Optional[Program]:
   """The program read off the weights when it verifies, else None."""
   try:
-    program = readout.read_program(reference.model, reference.inputs)
+    program = readout.read_program(reference.model)
   except ValueError:  # Not tracr's recipes, or a table tracr rejects.
     return None
   verified = verify.verify_against(reference, convert.to_rasp(program))

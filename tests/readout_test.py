@@ -24,7 +24,7 @@ def _compile(sop: rasp.SOp, vocab: set, max_seq_len: int) -> saved.SavedModel:
 
 def _read(model: saved.SavedModel):
   reference = verify.reference(model)
-  program = readout.read_program(model, reference.inputs)
+  program = readout.read_program(model)
   return program, verify.verify_against(reference, convert.to_rasp(program))
 
 
@@ -98,8 +98,7 @@ def test_weights_that_are_not_tracr_recipes_raise():
   params = {m: {k: rng.normal(size=np.shape(v)) for k, v in leaves.items()}
             for m, leaves in model.params.items()}
   with pytest.raises(readout.ReadoutError):
-    readout.read_program(dataclasses.replace(model, params=params),
-                         [["a"], ["b", "a"]])
+    readout.read_program(dataclasses.replace(model, params=params))
 
 
 def test_two_maps_of_one_variable_in_one_layer_read_the_same_when_permuted():

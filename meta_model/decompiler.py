@@ -86,9 +86,12 @@ class Decompilation:
 
   def report(self) -> str:
     """Rows, source and verdict, as `eval.py --decompile` prints them."""
-    width = max(len(name) for row in self.rows for name in row)
-    lines = [" ".join(f"{name:{width}}" for name in row).rstrip()
-             for row in self.rows]
+    if self.source == "weights":  # Instructions, tables in full.
+      lines = [" ".join(row) for row in self.rows]
+    else:  # Token rows, as columns.
+      width = max(len(name) for row in self.rows for name in row)
+      lines = [" ".join(f"{name:{width}}" for name in row).rstrip()
+               for row in self.rows]
     if self.python:
       lines += ["", self.python.rstrip()]
     lines.append("")
@@ -242,8 +245,8 @@ def _read_out(weights: saved.SavedModel,
   return Decompilation(
       program=sop,
       rows=tuple((i.operator.value, function_text(i.operator, i.function),
-                  *i.args, i.output) if i.function is not None else
-                 (i.operator.value, *i.args, i.output)
+                  *i.args, "->", i.output) if i.function is not None else
+                 (i.operator.value, *i.args, "->", i.output)
                  for i in program.instructions),
       python=convert.to_python(program), verified=evidence.verified,
       evidence=evidence, source="weights")

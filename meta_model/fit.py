@@ -442,22 +442,28 @@ SHOWCASE_TITLE = ("A held-out test program, decompiled from its weights "
 def showcase(config: ml_collections.ConfigDict, model: nnx.Module,
              step: int, path: str,
              beam_size: int = search.BEAM_SIZE) -> Optional[str]:
-  """What the product does, on the first test program within the encoder's
-  limits: its weights decompiled as `eval.py --decompile` does it (the
+  """What the trained meta-model does, on the first test program within the
+  encoder's limits: its weights decompiled by the meta-model alone (the
   best of `beam_size` candidates that verifies), beside the true program,
-  with the verdict. None when the test split has no such program."""
+  with the verdict, and whether reading the program off the weights
+  (`encoding.readout`, what `Decompiler.decompile` tries first) verifies
+  too. None when the test split has no such program."""
   record = next((r for r in heldout.read_records(path, "test")
                  if heldout.encode_examples([r], config, permute=False)[0]),
                 None)
   if record is None:
     return None
+  weights = heldout.weights_of(record)
   result = decompiler.Decompiler(config, model, step).decompile(
-      heldout.weights_of(record), beam_size)
+      weights, beam_size, read_weights=False)
+  read = heldout.read_verified(verify.reference(weights))
   return "\n".join([
       f"{SHOWCASE_TITLE} over {beam_size} beam candidates:",
       "true program:", convert.to_python(record.program).rstrip(),
       "decompiled:", result.python.rstrip() or "(no candidate is a program)",
-      verify.describe(result.evidence)])
+      verify.describe(result.evidence),
+      f"read off the weights (encoding.readout): "
+      f"{'verified' if read else 'not verified'}"])
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,

@@ -163,9 +163,17 @@ def first_equal_on(candidates: Sequence[Candidate], chosen: Candidate,
   a variable can take, `x > 0` and `x != 0` over {0, 1, 2} are one function:
   the compiled weights are the same, so a label naming either is a coin flip
   the meta-model cannot learn. The first equal candidate (table order) is
-  the class's one name. `chosen` must be among `candidates`.
+  the class's one name. `chosen` must be among `candidates`; a candidate
+  that raises on a point (`x < y` on a number and a string) is not equal.
   """
   points = list(points)
   typed = lambda c: [(type(v), v) for v in (apply(c, p) for p in points)]
   reference = typed(chosen)
-  return next(c for c in candidates if typed(c) == reference)
+
+  def equal(candidate: Candidate) -> bool:
+    try:
+      return typed(candidate) == reference
+    except (TypeError, ValueError, ArithmeticError):
+      return False
+
+  return next(c for c in candidates if equal(c))

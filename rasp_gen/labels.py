@@ -14,13 +14,14 @@ meta-model can learn. `canonical_labels` picks one per set:
 
 import dataclasses
 import itertools
-from typing import Sequence
+import json
+from typing import Optional, Sequence
 
 from tracr.compiler import basis_inference, nodes, rasp_to_graph
 
 from rasp_gen import convert, functions, records
-from rasp_gen.program import (Encoding, Instruction, Operator, Program,
-                              canonicalize)
+from rasp_gen.program import (Encoding, Function, Instruction, Operator,
+                              Program, canonicalize)
 
 
 def value_sets(program: Program, vocab: Sequence, max_seq_len: int
@@ -35,13 +36,16 @@ def value_sets(program: Program, vocab: Sequence, max_seq_len: int
 
 
 def first_equal_function(instruction: Instruction,
-                         values: dict[str, frozenset]) -> str:
+                         values: dict[str, frozenset]) -> Optional[Function]:
   """The first table entry equal to the instruction's function on its
-  arguments' value sets (the function itself when none comes before it)."""
-  if instruction.function is None or (
+  arguments' value sets (the function itself when none comes before it).
+
+  A function given as a `Table` or `Linear` factors is returned unchanged.
+  """
+  if not isinstance(instruction.function, str) or (
       instruction.operator == Operator.SEQUENCE_MAP
       and instruction.encoding == Encoding.NUMERICAL):
-    return instruction.function  # No function, or a linear one.
+    return instruction.function  # None, a table, or linear factors.
   domains = [values[a] for a in instruction.args]
   points = list(itertools.product(*domains))
   if instruction.operator == Operator.SELECT:
@@ -73,7 +77,16 @@ def least_argument_order(program: Program) -> Program:
             instructions[k], args=instructions[k].args[::-1],
             function=functions.SWAPPED_ARGUMENTS[instructions[k].function])
     forms.append(canonicalize(Program(tuple(instructions))))
-  return min(forms, key=records.program_to_rows)
+  return min(forms, key=_order_key)
+
+
+def _order_key(program: Program) -> list[list[tuple]]:
+  """The program's rows as comparable values: by their strings, so named
+  programs order exactly as their rows do, and a table's or linear cell (a
+  dict) after every name, by its JSON text."""
+  return [[(0, cell) if isinstance(cell, str)
+           else (1, json.dumps(cell, sort_keys=True)) for cell in row]
+          for row in records.program_to_rows(program)]
 
 
 def canonical_labels(program: Program, vocab: Sequence, max_seq_len: int

@@ -1,7 +1,8 @@
 """rasp_gen.labels: one label per set of programs with the same weights."""
 
 from rasp_gen import functions, labels
-from rasp_gen.program import Instruction, Operator, Program, canonicalize
+from rasp_gen.program import (Encoding, Instruction, Linear, Operator,
+                              Program, Table, canonicalize)
 
 
 def test_first_equal_on_compares_outputs_with_their_types():
@@ -56,3 +57,41 @@ def test_least_argument_order_is_one_label_for_every_argument_order():
   assert any(i.function == "LAM_SUB" and i.args == ("tokens", "indices")
              for i in form.instructions)
   assert len({canonicalize(p) for p in variants}) == 4
+
+
+def test_tables_and_linear_factors_keep_their_label():
+  table = Table(((("a",), 1), (("b",), 0)))
+  map_table = Instruction(Operator.MAP, table, ("tokens",), "v1")
+  linear = Instruction(Operator.SEQUENCE_MAP, Linear(0.5, 2.0), ("v2", "v3"),
+                       "v4", Encoding.NUMERICAL)
+  values = {"tokens": frozenset("ab"), "v2": frozenset({0, 1}),
+            "v3": frozenset({0, 1})}
+  assert labels.first_equal_function(map_table, values) is table
+  assert labels.first_equal_function(linear, values) == Linear(0.5, 2.0)
+  # Named predicates between numbers and strings: k < q raises there (no
+  # match), k != q is always true and k == q never.
+  mixed = {"indices": frozenset({0, 1}), "tokens": frozenset("ab")}
+  select = lambda name: Instruction(Operator.SELECT, name,
+                                    ("indices", "tokens"), "v5")
+  assert labels.first_equal_function(select("PRED_TRUE"), mixed) == "PRED_NEQ"
+  assert labels.first_equal_function(select("PRED_FALSE"), mixed) == "PRED_EQ"
+
+
+def test_canonical_labels_order_tables_after_names():
+  # v1 + v2 with v1 a table of tokens and v2 = indices + 1: the two argument
+  # orders put the table's row or the named row first; the named one is
+  # the label, whichever order is given.
+  table = Table(((("a",), 1), (("b",), 2)))
+  forms = set()
+  for swap in (False, True):
+    args = ("v2", "v1") if swap else ("v1", "v2")
+    forms.add(labels.canonical_labels(Program((
+        Instruction(Operator.MAP, table, ("tokens",), "v1"),
+        Instruction(Operator.MAP, "LAM_ADD_1", ("indices",), "v2"),
+        Instruction(Operator.SEQUENCE_MAP, "LAM_ADD", args, "v3"))),
+        ("a", "b"), 4))
+  (form,) = forms
+  assert form == Program((
+      Instruction(Operator.MAP, "LAM_ADD_1", ("indices",), "v1"),
+      Instruction(Operator.MAP, table, ("tokens",), "v2"),
+      Instruction(Operator.SEQUENCE_MAP, "LAM_ADD", ("v1", "v2"), "v3")))

@@ -369,7 +369,9 @@ def drops_by_length(source: Sequence[bytes],
   """Program length -> (records dropped for size limits, records).
 
   Reads the first `max_records` records of `source` (all by default); what
-  the pipeline drops depends neither on order nor on augmentation.
+  the pipeline drops depends neither on order nor on augmentation. Dropped:
+  weights over the encoder's limits, programs over `input.max_rows`, and
+  programs the token vocabulary cannot express (a table function).
   """
   counts: dict[int, list[int]] = collections.defaultdict(lambda: [0, 0])
   for i in range(min(len(source), max_records or len(source))):
@@ -377,6 +379,7 @@ def drops_by_length(source: Sequence[bytes],
     count = counts[len(record.program)]
     count[1] += 1
     try:
+      tokens.encode_program(record.program, config.input.max_rows)
       encode_weights_of(record, config)
     except LimitExceeded:
       count[0] += 1

@@ -24,7 +24,7 @@ from encoding.limits import LimitExceeded
 from encoding.vocabulary import (NA, NUM_COLUMNS, PAD, PROGRAM_END,
                                  PROGRAM_START, Vocabulary)
 from rasp_gen.program import (ARITY, INPUTS, TAKES_FUNCTION, Instruction,
-                              Program, canonicalize, validate)
+                              Program, Table, canonicalize, validate)
 
 Row = tuple[str, ...]
 _NUM_ARGS = NUM_COLUMNS - 2  # Slots between the operator and the output.
@@ -43,12 +43,20 @@ def _framing_row(token: str) -> Row:
 
 
 def instruction_row(instruction: Instruction) -> Row:
-  """The five token names of one instruction."""
+  """The five token names of one instruction.
+
+  LimitExceeded for a function given as a `Table` or `Linear` factors: a
+  valid program, but only named functions have tokens, so the input
+  pipeline drops (and counts) such a record like one over the size limits.
+  """
   if instruction.function is not None and not isinstance(
       instruction.function, str):
-    raise ValueError(f"{instruction}: its function is a table (or linear "
-                     "factors) the token vocabulary cannot express; only "
-                     "named functions have tokens")
+    kind = ("a table function" if isinstance(instruction.function, Table)
+            else "a linear function with unnamed factors")
+    raise LimitExceeded(
+        f"{instruction.operator.value} -> {instruction.output}: {kind}; the "
+        "token vocabulary cannot express it (only named functions have "
+        "tokens)")
   args = ([instruction.function] if instruction.function is not None else []
           ) + list(instruction.args)
   return ((vocabulary.operator_token(instruction.operator,

@@ -11,10 +11,12 @@ import ml_collections
 import numpy as np
 import pytest
 
+from compiled import compiler
 from configs import data
 from encoding import graph, pipeline, synthetic, tokens, weights
-from rasp_gen import records
-from rasp_gen.program import canonicalize
+from rasp_gen import convert, records, sampler
+from rasp_gen.program import (Instruction, Operator, Program, Table,
+                              canonicalize)
 
 KEYS = {"blocks", "block_layer", "block_kind", "block_position",
         "block_is_last", "block_shape", "block_mask", "program",
@@ -289,3 +291,24 @@ def test_bad_configs_raise(source, overrides, message):
   config.blocks.update(overrides)
   with pytest.raises(ValueError, match=message):
     pipeline.make_dataset(source, config)
+
+
+def test_records_with_a_table_are_dropped_and_counted(source):
+  """A valid program the token vocabulary cannot express (a table function)
+  is dropped and counted like one over the size limits, not an error."""
+  table = Program((
+      Instruction(Operator.MAP, Table(((("a",), 2), (("b",), 0),
+                                       (("c",), 2))), ("tokens",), "v1"),
+      Instruction(Operator.SEQUENCE_MAP, "LAM_ADD", ("v1", "indices"), "v2")))
+  compiled = compiler.compile_rasp_to_model_numpy(convert.to_rasp(table),
+                                                  {"a", "b", "c"}, 4)
+  table_record = records.record_to_bytes(synthetic.to_record(
+      sampler.SampledProgram(table, ("a", "b", "c"), 4, compiled), 99))
+  mixed = list(source[:4]) + [table_record] + list(source[4:8])
+  config = graph_configs(batch_size=1, num_epochs=1, cache=False)
+  drops = pipeline.drops_by_length(mixed, config)
+  assert drops[2][0] >= 1 and sum(d for d, _ in drops.values()) == (
+      1 + sum(d for d, _ in pipeline.drops_by_length(
+          list(source[:8]), config).values()))
+  kept = _epoch(pipeline.make_dataset(mixed, config))
+  assert len(kept) == len(mixed) - sum(d for d, _ in drops.values())

@@ -7,8 +7,8 @@ from configs import data
 from encoding import tokens, vocabulary
 from encoding.limits import LimitExceeded
 from rasp_gen import functions, sampler
-from rasp_gen.program import (Encoding, Instruction, Operator, Program,
-                              canonicalize)
+from rasp_gen.program import (Encoding, Instruction, Linear, Operator,
+                              Program, Table, canonicalize)
 
 M, SM, SEL, AGG, SW = (Operator.MAP, Operator.SEQUENCE_MAP, Operator.SELECT,
                        Operator.AGGREGATE, Operator.SELECTOR_WIDTH)
@@ -164,6 +164,24 @@ def test_unknown_ids_and_bad_shapes_raise():
 def test_too_many_instructions_for_max_rows_is_a_limit():
   with pytest.raises(LimitExceeded, match="max_rows=6 holds at most 4"):
     tokens.encode_program(EXAMPLE, 6)
+
+
+@pytest.mark.parametrize("function, message", [
+    (Table(((("a",), 1), (("b",), 2))),
+     "a table function; the token vocabulary cannot express it"),
+    (Linear(0.5, 2.0), "a linear function with unnamed factors; the token "
+     "vocabulary cannot express it"),
+])
+def test_a_table_or_linear_function_is_a_limit(function, message):
+  # A valid program the tokens cannot name: the pipeline drops it as it
+  # drops programs over max_rows, instead of stopping on a ValueError.
+  if isinstance(function, Table):
+    rows = [(M, function, ("tokens",), "v1")]
+  else:
+    rows = [(M, "LAM_EQ_0", ("indices",), "v1", NUM),
+            (SM, function, ("v1", "v1"), "v2", NUM)]
+  with pytest.raises(LimitExceeded, match=message):
+    tokens.encode_program(program(*rows), MAX_ROWS)
 
 
 def test_render_shows_unknown_ids():

@@ -41,5 +41,27 @@ def get_config() -> ml_collections.ConfigDict:
   # the first table function equal on the arguments' values, the least
   # argument order of symmetric SequenceMaps. The draws are the same.
   sampler.canonical_labels = True
+  # The wider language, for the read-out decompiler (configs/wide_data.py;
+  # rasp_gen/sampler.py's docstring). The meta-model's tokens cannot name a
+  # table, so training drops such records. Each share is off at 0 and then
+  # left out of the dataset's identity (rasp_gen/generate.identity_config),
+  # so datasets made before these knobs keep theirs.
+  sampler.table_share = 0.0  # Chance a categorical-input Map or categorical
+  # SequenceMap is a random Table (a numerical SequenceMap: random Linear
+  # factors); one no named function accepts (strings) always is.
+  sampler.table_num_values = (2, 4)  # Distinct outputs a table draws from
+  # (at most 10 ints or letters; bools are two); read when table_share > 0.
+  sampler.custom_select_share = 0.0  # Chance a Select's predicate is a Table
+  # (offset q == k + c, k < q - c, a constant key, a lookup, a relation).
+  sampler.string_vocab_share = 0.0  # Chance the vocab is letters "a", ...
+  sampler.reuse_select_share = 0.0  # Chance an Aggregate or SelectorWidth
+  # reads a selector made before instead of a new Select.
+  # Long programs (length above ~10): grow until the newest variable reads
+  # exactly `length` instructions and drop the rest as dead code (growing
+  # `length` instructions none of them dead rarely succeeds there), and
+  # bound a numerical SequenceMap's |x values| * |y values| (0: unbounded;
+  # chained ones multiply value sets without end).
+  sampler.grow_past_dead_code = False
+  sampler.max_numerical_product = 0
   config.sampler = sampler
   return config

@@ -81,12 +81,36 @@ COMPILER_PAD = compiler.COMPILER_PAD
 _WRITER_OPTIONS = "group_size:1"
 # Config fields that change speed but not the dataset's bytes.
 _NOT_IDENTITY = ("num_workers",)
+# Sampler fields added after datasets were made, each with the test that it
+# changes nothing: then it is left out of the identity, so those datasets
+# keep theirs (and resume) and a config that leaves them off matches them.
+_SAMPLER_OFF_WHEN = {
+    "table_share": lambda sampler: not sampler.get("table_share"),
+    "table_num_values": lambda sampler: not sampler.get("table_share"),
+    "custom_select_share": lambda sampler: not sampler.get(
+        "custom_select_share"),
+    "string_vocab_share": lambda sampler: not sampler.get(
+        "string_vocab_share"),
+    "reuse_select_share": lambda sampler: not sampler.get(
+        "reuse_select_share"),
+    "grow_past_dead_code": lambda sampler: not sampler.get(
+        "grow_past_dead_code"),
+    "max_numerical_product": lambda sampler: not sampler.get(
+        "max_numerical_product"),
+}
 
 
 def identity_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The config fields that decide the bytes, as plain JSON values."""
+  """The config fields that decide the bytes, as plain JSON values (the
+  wider-language sampler fields only where they are on)."""
   fields = {k: v for k, v in config.to_dict().items()
             if k not in _NOT_IDENTITY}
+  if isinstance(fields.get("sampler"), dict):
+    sampler_fields = fields["sampler"]
+    fields["sampler"] = {
+        k: v for k, v in sampler_fields.items()
+        if not (k in _SAMPLER_OFF_WHEN and _SAMPLER_OFF_WHEN[k](
+            sampler_fields))}
   return json.loads(json.dumps(fields))
 
 

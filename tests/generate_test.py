@@ -2,6 +2,8 @@
 and resumable output, and refusal to write where it does not belong."""
 
 import collections
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -12,8 +14,9 @@ import grain
 import pytest
 from flax import serialization
 
-from configs import data
+from configs import data, wide_data
 from rasp_gen import dataset, generate, records, sampler
+from rasp_gen.program import Table
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -295,3 +298,53 @@ def test_a_truncated_or_corrupted_shard_is_named(small_run, tmp_path):
   with pytest.raises(ValueError, match=f"shard {path} has {len(content) // 2}"
                      " bytes"):
     dataset.read_split(out_dir, shard["split"])
+
+
+# sha256 of json.dumps(identity_config(data.get_config()), sort_keys=True),
+# [:16], before the wider-language sampler knobs existed.
+DATA_IDENTITY_BEFORE_THE_WIDER_LANGUAGE = "bd68865a16ced7dc"
+WIDER_LANGUAGE_KEYS = {"table_share", "table_num_values",
+                       "custom_select_share", "string_vocab_share",
+                       "reuse_select_share", "grow_past_dead_code",
+                       "max_numerical_product"}
+
+
+def test_the_wider_language_off_keeps_the_dataset_identity(small_run):
+  identity = generate.identity_config(data.get_config())
+  assert not WIDER_LANGUAGE_KEYS & set(identity["sampler"])
+  assert hashlib.sha256(json.dumps(identity, sort_keys=True).encode(
+  )).hexdigest()[:16] == DATA_IDENTITY_BEFORE_THE_WIDER_LANGUAGE
+  # On, a knob is part of the identity, with what it reads.
+  config = _config()
+  config.sampler.table_share = 0.5
+  on = generate.identity_config(config)["sampler"]
+  assert on["table_share"] == 0.5 and on["table_num_values"] == [2, 4]
+  assert not {"custom_select_share", "string_vocab_share"} & set(on)
+  # So a dataset made without it is not resumed with it.
+  before = _snapshot(small_run)
+  with pytest.raises(ValueError, match=r"sampler\.table_share: 0\.5 here, "
+                     r"None in the directory"):
+    generate.generate(config, small_run)
+  assert _snapshot(small_run) == before
+
+
+def test_a_wide_run_writes_records_that_read_back(tmp_path):
+  config = wide_data.get_config()
+  config.num_programs, config.shard_size, config.num_workers = 12, 6, 1
+  config.validation_fraction = config.test_fraction = 0.0
+  out_dir = str(tmp_path / "wide")
+  manifest = generate.generate(config, out_dir)
+  assert manifest["config"]["sampler"]["table_share"] == 0.5
+  read = dataset.read_split(out_dir, "train")
+  assert len(read) == manifest["counts"]["train"] >= 10
+  for record in read:
+    sample = sampler.sample_program(
+        sampler.sampler_rng(config.seed, record.index), config.sampler)
+    assert (record.program, record.vocab, record.output) == (
+        sample.program, sample.vocab, sample.compiled.output_decoding)
+    assert records.record_to_bytes(record) == records.record_to_bytes(
+        records.record_from_bytes(records.record_to_bytes(record)))
+  functions = [i.function for r in read for i in r.program.instructions]
+  assert any(isinstance(f, Table) for f in functions)
+  assert any(isinstance(r.vocab[0], str) for r in read)
+  assert max(len(r.program) for r in read) > 8

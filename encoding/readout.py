@@ -433,22 +433,30 @@ class _Reader:
                      inputs: tuple[str, ...], dims: list[int]) -> None:
     """Splits the directions some neurons write into variables and reads
     each one's table."""
+    numerical_inputs = [self.variables[n].numerical for n in inputs]
+    if len(inputs) == 2 and any(numerical_inputs):
+      # Only linear SequenceMaps mix numerical inputs, so a one-direction
+      # variable beside a numerical one is a numerical Map that is always 1.
+      for name in inputs:
+        self.as_numerical(name)
+      numerical_inputs = [True, True]
     keys, out_NxD = self.probe(layer, neurons, inputs)
     out_NxO = out_NxD[:, dims]
     # Categorical directions are 0 or 1, but tracr's numerical-to-categorical
     # MLP ramps over 1/100 around each threshold, so values closer than that
     # to one read in between: a direction counts as on above 0.5.
     unit = np.all((out_NxO > -1e-3) & (out_NxO < 1 + 1e-3), axis=0)
-    groups = [[d] for d, u in zip(dims, unit) if not u]  # Numerical.
-    groups += _one_hot_groups([d for d, u in zip(dims, unit) if u],
-                              out_NxO[:, unit] > 0.5, self.readers,
-                              self.together)
-    numerical_inputs = [self.variables[n].numerical for n in inputs]
-    for group in groups:
+    numerical = [[d] for d, u in zip(dims, unit) if not u]
+    categorical = _one_hot_groups([d for d, u in zip(dims, unit) if u],
+                                  out_NxO[:, unit] > 0.5, self.readers,
+                                  self.together)
+    for group in numerical + categorical:
       columns = [dims.index(d) for d in group]
       values_N = out_NxO[:, columns]
-      one_hot = len(group) > 1 or (
-          np.all(values_N > 0.5) and not numerical_inputs[0])
+      # A lone direction that is always on is a one-value categorical
+      # variable (a direction sometimes off is a numerical 0/1 one).
+      one_hot = group in categorical and (
+          len(group) > 1 or np.all(values_N > 0.5))
       if all(numerical_inputs) and len(inputs) == 2:
         self.add_linear(inputs, keys, values_N[:, 0], group)
       elif one_hot:
@@ -460,6 +468,23 @@ class _Reader:
         table = {key: _number(row[0]) for key, row in zip(keys, values_N)}
         output = self.add(group, True, value_set=set(table.values()))
         self.add_map(inputs, _Pending(table), output, Encoding.NUMERICAL)
+
+  def as_numerical(self, name: str) -> None:
+    """Rereads a one-direction categorical Map output as a numerical Map
+    that is always 1 (the weights are the same)."""
+    variable = self.variables[name]
+    if variable.numerical:
+      return
+    (index,) = [i for i, instruction in enumerate(self.instructions)
+                if instruction.output == name] or [None]
+    instruction = None if index is None else self.instructions[index]
+    if (len(variable.dims) != 1 or instruction is None
+        or not isinstance(instruction.function, _Pending)):
+      raise ReadoutError("a linear SequenceMap reads a categorical variable")
+    variable.numerical, variable.value_set = True, {1}
+    self.instructions[index] = dataclasses.replace(
+        instruction, encoding=Encoding.NUMERICAL,
+        function=_Pending({key: 1 for key in instruction.function.table}))
 
   def add_map(self, inputs: tuple[str, ...], table: "_Pending", output: str,
               encoding: Encoding) -> None:

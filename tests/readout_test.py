@@ -60,6 +60,13 @@ _PROGRAMS = {
     "frac_threshold": (lambda: rasp.numerical(rasp.Map(
         lambda x: 1 if x > 0.4 else 0, lib.make_frac_prevs(_T == "x"))),
                        {"x", "y"}, 4),
+    # A numerical Map's values above 0.5, and one that is always 1 beside a
+    # numerical input of a linear SequenceMap.
+    "numerical_values": (lambda: rasp.numerical(rasp.Map(
+        lambda x: 4 if x == "a" else 2, _T)), {"a", "b"}, 3),
+    "linear_of_a_constant": (lambda: rasp.numerical(rasp.LinearSequenceMap(
+        rasp.numerical(rasp.Map(lambda x: 1, _T)),
+        lib.make_frac_prevs(_T == "a"), 3, -2)), {"a", "b"}, 4),
 }
 
 

@@ -156,6 +156,8 @@ class _Reader:
         index_values.append(row - 1)
     if index_dims:
       self.add(index_dims, False, index_values, INDICES)
+    self.layer_heads = [self.heads(layer)
+                        for layer in range(self.layout.num_layers)]
     self.readers = self.value_readers()
     self.together = self.read_together()
     self.written, self.live_neurons = self.live_parts()
@@ -193,7 +195,7 @@ class _Reader:
     join = lambda dims: classes.join(
         [int(d) for d in dims if d not in (self.one, self.bos)])
     for layer in range(self.layout.num_layers):
-      for head in self.heads(layer):
+      for head in self.layer_heads[layer]:
         for matrix, axis in ((head.query_key_DxD, 1), (head.query_key_DxD, 0),
                              (head.value_output_DxD, 1)):
           join(np.flatnonzero(np.abs(matrix).max(axis) > _ZERO))
@@ -212,7 +214,7 @@ class _Reader:
     directions, so they do not count.)"""
     readers: dict[int, set] = {d: set() for d in range(self.layout.d_model)}
     for layer in range(self.layout.num_layers):
-      for index, head in enumerate(self.heads(layer)):
+      for index, head in enumerate(self.layer_heads[layer]):
         for dim in np.flatnonzero(np.abs(head.value_output_DxD).max(1) > _ZERO):
           readers[int(dim)].add(("head", layer, index))
       first_DxM = self.params[params_lib.mlp_key(layer, "linear_1")]["w"]
@@ -321,7 +323,7 @@ class _Reader:
     """Adds each head's Aggregate; returns SelectorWidth heads' hidden
     direction -> their Select."""
     widths = {}
-    for head in self.heads(layer):
+    for head in self.layer_heads[layer]:
       value_output = head.value_output_DxD
       sources = [int(d) for d in np.flatnonzero(
           np.abs(value_output).max(1) > _ZERO) if d != self.bos]

@@ -207,6 +207,13 @@ def test_decompile_edit_verify_loop_on_the_command_line(workdir, tmp_path):
              "--beam_size=2", f"--json_out={out}")
   assert run.returncode == 0, run.stderr
   result = json.loads(out.read_text())
+  assert result["source"] == "weights" and result["verified"]
+  assert "verified: the program's output" in run.stdout
+  run = _run("eval.py", f"--workdir={workdir}", f"--decompile={path}",
+             "--beam_size=2", "--noread_weights", f"--json_out={out}")
+  assert run.returncode == 0, run.stderr
+  result = json.loads(out.read_text())
+  assert result["source"] == "meta-model"
   assert result["rows"][0][0] == PROGRAM_START
   assert ("verified: the program's output" in run.stdout) == result["verified"]
 

@@ -31,7 +31,7 @@ from compiled import inputs as inputs_lib
 from compiled import verify
 from encoding import readout
 from meta_model import heldout
-from rasp_gen import convert, functional, records
+from rasp_gen import functional, records
 
 
 def read_one(record: records.Record, options: ml_collections.ConfigDict
@@ -42,15 +42,14 @@ def read_one(record: records.Record, options: ml_collections.ConfigDict
   start = time.perf_counter()
   reference = verify.reference(weights, inputs)
   try:
-    program = readout.read_program(weights)
-    verified = verify.verify_against(reference,
-                                     convert.to_rasp(program)).verified
+    program, verification = readout.read_and_verify(reference)
   except ValueError as error:
     return {"read": False, "verified": False, "functional": False,
             "wrong": False, "seconds": time.perf_counter() - start,
             "reason": str(error)[:100]}
   seconds = time.perf_counter() - start
   works = functional.same_function(program, record.program, inputs)
+  verified = verification.verified
   return {"read": True, "verified": verified, "functional": works,
           "wrong": verified and not works, "seconds": seconds, "reason": ""}
 

@@ -38,7 +38,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from compiled import saved
+from compiled import saved, verify
 from compiled import params as params_lib
 from rasp_gen import convert
 from rasp_gen.program import (INDICES, TOKENS, Encoding, Instruction, Linear,
@@ -763,3 +763,13 @@ def read_program(model: saved.SavedModel) -> Program:
     widths = reader.read_attention(layer)
     reader.read_mlp(layer, widths)
   return reader.program()
+
+
+def read_and_verify(reference: verify.Reference, stop_early: bool = True
+                    ) -> tuple[Program, verify.Verification]:
+  """The program read off `reference`'s weights, checked against them on
+  its inputs (`compiled.verify`); ValueError (ReadoutError) as
+  `read_program`."""
+  program = read_program(reference.model)
+  return program, verify.verify_against(reference, convert.to_rasp(program),
+                                        stop_early=stop_early)

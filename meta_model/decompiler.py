@@ -12,8 +12,8 @@ bucket and reused by every later `decompile` call.
 
 `decompile` first reads the program straight off the weights
 (`encoding.readout`: tracr's recipes fix the dataflow and every function's
-table) and verifies it; that answers every program stock tracr compiles
-that we have tried. Otherwise it encodes the weights, runs the beam search
+table) and verifies it (15 of 15 tracr lib programs, 97-100 % of sampled
+ones: README). Otherwise it encodes the weights, runs the beam search
 and checks the candidates best first with `compiled.verify` (the same check
 inputs as `verify.verify(program, model)` with the same options), returning
 the best verified candidate (and the other verified ones), or, when none
@@ -203,7 +203,7 @@ class Decompiler:
     weights = self.weights(model)
     reference = verify.reference(weights, exhaustive_limit=exhaustive_limit,
                                  num_random=num_check_inputs, seed=seed)
-    read = _read_out(weights, reference) if read_weights else None
+    read = _read_out(reference) if read_weights else None
     if read is not None and read.verified:
       return read
     try:
@@ -231,19 +231,15 @@ class Decompiler:
         others_python=tuple(convert.to_python(p) for p, _ in choice.others))
 
 
-def _read_out(weights: saved.SavedModel,
-              reference: verify.Reference) -> Optional[Decompilation]:
+def _read_out(reference: verify.Reference) -> Optional[Decompilation]:
   """The program read off the weights, verified; None when they leave
   tracr's recipes (`readout.ReadoutError`) or it is not a valid program."""
   try:
-    program = readout.read_program(weights)
-  except ValueError:  # ReadoutError, or a table tracr would not compile.
+    program, evidence = readout.read_and_verify(reference, stop_early=False)
+  except ValueError:  # Not tracr's recipes.
     return None
-  sop = convert.to_rasp(program)
-  evidence = verify.verify_against(reference, sop,
-                                   stop_early=False)
   return Decompilation(
-      program=sop,
+      program=convert.to_rasp(program),
       rows=tuple((i.operator.value, function_text(i.operator, i.function),
                   *i.args, "->", i.output) if i.function is not None else
                  (i.operator.value, *i.args, "->", i.output)

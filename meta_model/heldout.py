@@ -55,7 +55,7 @@ from encoding.limits import LimitExceeded
 from meta_model import build, checkpoints, decode, quiet, search
 from meta_model import loss as loss_lib
 from meta_model.errors import UserError
-from rasp_gen import convert, dataset, functional, functions, records
+from rasp_gen import dataset, functional, functions, records
 from rasp_gen.program import Program, canonicalize
 
 # Example i's check inputs come from rng([CHECK_SEED, i]) and its residual
@@ -93,11 +93,10 @@ def check_inputs(weights: saved.SavedModel, index: int,
 def read_verified(reference: verify.Reference) -> Optional[Program]:
   """The program read off the weights when it verifies, else None."""
   try:
-    program = readout.read_program(reference.model)
-  except ValueError:  # Not tracr's recipes, or a table tracr rejects.
+    program, verification = readout.read_and_verify(reference)
+  except ValueError:  # Not tracr's recipes.
     return None
-  verified = verify.verify_against(reference, convert.to_rasp(program))
-  return program if verified.verified else None
+  return program if verification.verified else None
 
 
 def weights_of(record: records.Record) -> saved.SavedModel:

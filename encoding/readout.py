@@ -42,7 +42,8 @@ from compiled import saved, verify
 from compiled import params as params_lib
 from rasp_gen import convert
 from rasp_gen.program import (INDICES, TOKENS, Encoding, Instruction, Linear,
-                              Operator, Program, Table, canonicalize)
+                              Operator, Program, Table, canonicalize,
+                              value_order)
 
 _ZERO = 1e-6  # Weights and activations below this are absent.
 
@@ -568,7 +569,7 @@ class _Reader:
     (instruction,) = [i for i in self.instructions if i.output == name]
     table = instruction.function.table
     ordered = sorted(table, key=lambda key: tuple(
-        _sort_key(self.value_of(n, k))
+        value_order(self.value_of(n, k))
         for n, k in zip(instruction.args, key)))
     order: list[int] = []
     for key in ordered:
@@ -635,11 +636,6 @@ def _with_one(params: dict) -> dict:
 def _number(value: float) -> Any:
   rounded = round(float(value), 6)
   return int(rounded) if rounded == int(rounded) else rounded
-
-
-def _sort_key(value: Any) -> tuple:
-  return (type(value).__name__, value) if isinstance(value, str) else (
-      "", value)
 
 
 def _width_values(on_WxO: np.ndarray) -> Optional[list[int]]:

@@ -58,7 +58,7 @@ TAKES_FUNCTION = {
 }
 
 
-def _order(value: Any) -> tuple:
+def value_order(value: Any) -> tuple:
   """A total order on mixed values (numbers, strings, tuples, the rest), so
   a table's entries have one order whatever order they were given in."""
   if isinstance(value, numbers.Real):
@@ -66,7 +66,7 @@ def _order(value: Any) -> tuple:
   if isinstance(value, str):
     return (1, value)
   if isinstance(value, tuple):
-    return (2, tuple(_order(v) for v in value))
+    return (2, tuple(value_order(v) for v in value))
   return (3, type(value).__name__, repr(value))
 
 
@@ -85,7 +85,7 @@ class Table:
 
   def __post_init__(self):
     entries = tuple(sorted(((tuple(args), value) for args, value in self.entries),
-                           key=lambda entry: _order(entry[0])))
+                           key=lambda entry: value_order(entry[0])))
     if not entries:
       raise ValueError("a table needs at least one entry")
     if len({len(args) for args, _ in entries}) != 1:

@@ -225,6 +225,9 @@ def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: search.Choice,
   same = lambda p: p is not None and canonicalize(p) == record.program
   works = lambda p: p is not None and functional.same_function(
       p, record.program, inputs)
+  chosen_works = works(chosen.program)
+  # What Decompiler.decompile answers: the read-out when it verifies.
+  decompiled_works = works(read) if read is not None else chosen_works
   return {
       "length": len(record.program),
       "operators": sorted({i.operator.value
@@ -237,12 +240,12 @@ def score(record: records.Record, greedy_Rx5: np.ndarray, chosen: search.Choice,
           predicted)) == _dataflow(record.program)),
       "verified": chosen.verified,
       "verified_exact": same(chosen.program),
-      "verified_functional": works(chosen.program),
-      "verified_wrong": chosen.verified and not works(chosen.program),
+      "verified_functional": chosen_works,
+      "verified_wrong": chosen.verified and not chosen_works,
       "read_verified": read is not None,
-      "decompiled_functional": works(read or chosen.program),
+      "decompiled_functional": decompiled_works,
       "decompiled_wrong": ((read is not None or chosen.verified)
-                           and not works(read or chosen.program)),
+                           and not decompiled_works),
   }
 
 

@@ -1,0 +1,1 @@
+"""The read-out: a program read straight off a model's weights, no training."""

@@ -1,15 +1,17 @@
 r"""Judges a trained meta-model, or decompiles weights a user brings.
 
+  python eval.py --decompile=MODEL.npz [--json_out=OUT.json] [--workdir=DIR]
   python eval.py --workdir=DIR [--split=test] [--beam_size=32] [--num_examples=N]
-  python eval.py --workdir=DIR --decompile=MODEL.npz [--json_out=OUT.json]
 
-The first form prints held-out metrics (`meta_model.heldout`) and writes
-DIR/eval/metrics.json and DIR/eval/accuracy_by_length.png. The second
-decompiles a tracr model saved with `compiled.saved.save_compiled`
-(`meta_model.decompiler`): it prints the rows, runnable tracr.rasp source
+The first form decompiles a tracr model saved with
+`compiled.saved.save_compiled` (`meta_model.decompiler`): the program read
+off the weights (`readout`, no training needed), or, with --workdir, that
+run's meta-model's when the read-out does not verify. It prints the rows, runnable tracr.rasp source
 (save it as prog.py, edit it, and check it with `python -m compiled.verify
 --model=MODEL.npz --program=prog.py`) and whether the program is verified,
 with the first input on which it disagrees with the weights when it is not.
+The second prints held-out metrics (`meta_model.heldout`) and writes
+DIR/eval/metrics.json and DIR/eval/accuracy_by_length.png.
 Exit status: 0 when verified or evaluated, 1 for a user error (one line on
 stderr: bad path, unreadable file, weights over the meta-model's limits).
 An unverified decompilation also exits 0; --json_out has `verified`.
@@ -24,7 +26,8 @@ from meta_model import decompiler, errors, heldout, search
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "A train.py workdir: its config.json and latest "
-    "checkpoint are the meta-model.")
+    "checkpoint are the meta-model. Needed to evaluate a split; optional "
+    "with --decompile (the read-out alone without it).")
 _SPLIT = flags.DEFINE_string("split", "test", "Dataset split to evaluate "
                              "(train, validation or test).")
 _NUM_EXAMPLES = flags.DEFINE_integer(
@@ -48,14 +51,13 @@ _DECOMPILE = flags.DEFINE_string(
     "compiled/saved.py) instead of evaluating a split.")
 _READ_WEIGHTS = flags.DEFINE_bool(
     "read_weights", True, "First read the program straight off the weights "
-    "(encoding.readout); the meta-model decodes only when that does not "
-    "verify. On a split this adds the read/dec.* columns; "
+    "(readout); the meta-model (--workdir) decodes only when that does "
+    "not verify. On a split this adds the read/dec.* columns; "
     "--noread_weights skips them (and, with --decompile, uses the "
     "meta-model alone).")
 _JSON_OUT = flags.DEFINE_string(
     "json_out", None, "With --decompile: also write the rows, Python "
     "source, verdict and evidence here as JSON.")
-flags.mark_flags_as_required(["workdir"])
 
 
 @errors.exit_on_user_error
@@ -65,7 +67,9 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   if _DECOMPILE.value:
-    result = decompiler.load(_WORKDIR.value).decompile(
+    meta = (decompiler.load(_WORKDIR.value) if _WORKDIR.value
+            else decompiler.Decompiler())
+    result = meta.decompile(
         _DECOMPILE.value, beam_size=_BEAM_SIZE.value,
         exhaustive_limit=_EXHAUSTIVE_LIMIT.value,
         num_check_inputs=_NUM_CHECK_INPUTS.value,
@@ -75,6 +79,9 @@ def main(argv: list[str]) -> None:
       with open(_JSON_OUT.value, "w") as f:
         json.dump(result.to_json(), f, indent=2)
     return
+  if not _WORKDIR.value:
+    raise errors.UserError("give --workdir=DIR (a train.py run) to evaluate "
+                           "a split, or --decompile=MODEL.npz")
   options = heldout.default_options()
   options.update(split=_SPLIT.value, data_dir=_DATA_DIR.value,
                  num_examples=_NUM_EXAMPLES.value,

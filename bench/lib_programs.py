@@ -235,7 +235,7 @@ def define_flags(programs_help: str = _PROGRAMS_HELP) -> None:
   flags.DEFINE_integer("beam_size", search.BEAM_SIZE, "Beam candidates for "
                        "search-and-verify decoding (Decompiler.decompile).")
   flags.DEFINE_bool("read_weights", True, "Try the program read straight "
-                    "off the weights (encoding.readout) first, as "
+                    "off the weights (readout) first, as "
                     "Decompiler.decompile does; --noread_weights measures the "
                     "meta-model alone.")
   flags.DEFINE_string("out", None, "Also write the markdown table to this "

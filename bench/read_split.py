@@ -4,7 +4,7 @@ r"""The read-out decompiler (no meta-model) on a dataset split.
 
 For each of the split's first N records, as compiled and with the residual
 stream randomly permuted (the permutation eval.py uses), reads the program
-off the weights (`encoding.readout`) and asks three questions:
+off the weights (`readout`) and asks three questions:
 
   read        it reads (no `ReadoutError`) and is a valid program;
   verified    `compiled.verify` confirms it against the weights;
@@ -29,7 +29,7 @@ from absl import app, flags
 
 from compiled import inputs as inputs_lib
 from compiled import verify
-from encoding import readout
+import readout
 from meta_model import heldout
 from rasp_gen import functional, records
 

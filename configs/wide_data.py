@@ -9,7 +9,7 @@ vocabularies, selectors shared by several Aggregates and SelectorWidths, and
 programs of up to 16 instructions. Every record still compiles faithfully.
 The meta-model's tokens cannot name a table, so training on such a dataset
 drops (and counts) the records that hold one; the decompiler that reads
-programs off the weights (encoding/readout.py) is what these measure.
+programs off the weights (readout/) is what these measure.
 """
 
 import ml_collections

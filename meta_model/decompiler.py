@@ -1,27 +1,34 @@
 """From tracr weights to a verified, runnable RASP program.
 
-  from meta_model import decompiler
-  d = decompiler.load("/tmp/inverse_tracr")      # restore + build, once
-  result = d.decompile(tracr_model, beam_size=8)  # or a saved .npz path
+  from meta_model.decompiler import decompile
+  result = decompile(tracr_model)                 # or a saved .npz path
   result.verified, result.program, print(result.python)
   print(result.report())                          # rows, source, evidence
 
-`load` rebuilds the meta-model from the workdir's config.json and latest
-checkpoint. The beam search is jitted once per beam size and weight-shape
-bucket and reused by every later `decompile` call.
+`decompile` (and `Decompiler()`, no arguments) reads the program straight
+off the weights (`readout`: tracr's recipes fix the dataflow and every
+function's table) and verifies it; no training, no checkpoint (15 of 15
+tracr lib programs, 97-100 % of sampled ones: README).
 
-`decompile` first reads the program straight off the weights
-(`encoding.readout`: tracr's recipes fix the dataflow and every function's
-table) and verifies it (15 of 15 tracr lib programs, 97-100 % of sampled
-ones: README). Otherwise it encodes the weights, runs the beam search
-and checks the candidates best first with `compiled.verify` (the same check
+A trained meta-model is an optional addition, used only when the read-out
+does not verify:
+
+  d = decompiler.load("/tmp/inverse_tracr")      # restore + build, once
+  result = d.decompile(tracr_model, beam_size=8)
+
+`load` rebuilds the meta-model from a train.py workdir's config.json and
+latest checkpoint. The beam search is jitted once per beam size and
+weight-shape bucket and reused by every later `decompile` call. When the
+read-out does not verify, it encodes the weights, runs the beam search and
+checks the candidates best first with `compiled.verify` (the same check
 inputs as `verify.verify(program, model)` with the same options), returning
 the best verified candidate (and the other verified ones), or, when none
 verifies, the best one with the evidence against it.
 
-Weights neither can read raise `errors.UserError` (a ValueError) with one
-line naming the problem: not a saved model, not tracr params, a causal
-model, or a size over the trained limits (the limit and the value).
+Weights that cannot be read raise `errors.UserError` (a ValueError) with one
+line naming the problem: not a saved model, not tracr params, weights the
+read-out cannot read (without a meta-model), and with a meta-model a causal
+model or a size over the trained limits (the limit and the value).
 """
 
 import dataclasses
@@ -38,7 +45,8 @@ from tracr.rasp import rasp
 from compiled import inputs
 from compiled import params as params_lib
 from compiled import saved, verify
-from encoding import pipeline, readout, tokens
+import readout
+from encoding import pipeline, tokens
 from encoding.limits import LimitExceeded
 from encoding.vocabulary import PAD
 from meta_model import build, checkpoints, decode, quiet, search
@@ -65,7 +73,7 @@ class Decompilation:
       says so).
     others: the beam's other verified programs, best first, as SOps.
     others_python: their sources.
-    source: "weights" (read off the weights, `encoding.readout`; rows are
+    source: "weights" (read off the weights, `readout`; rows are
       then the instructions, tables printed in full) or "meta-model".
   """
 
@@ -129,21 +137,30 @@ def _beam_search(graphdef: nnx.GraphDef, state: nnx.State, batch: dict,
 
 
 class Decompiler:
-  """A trained meta-model, ready to decompile tracr models (module doc)."""
+  """Decompiles tracr models: the read-out, then (when one is given and the
+  read-out does not verify) a trained meta-model (module doc).
 
-  def __init__(self, config: ml_collections.ConfigDict, model: nnx.Module,
-               step: int, name: str = "the meta-model"):
+  `Decompiler()` has no meta-model; `load(workdir)` builds one with it.
+  """
+
+  def __init__(self, config: Optional[ml_collections.ConfigDict] = None,
+               model: Optional[nnx.Module] = None, step: int = 0,
+               name: str = "the meta-model"):
+    if (config is None) != (model is None):
+      raise ValueError("give both a config and a model, or neither")
     self.config = config
     self.step = step
-    self.name = name
-    self._graphdef, self._state = nnx.split(model)
-    self._ids = build.special_ids(config)
-    self._beam = jax.jit(_beam_search, static_argnums=(0,),
-                         static_argnames=("beam_size", "end_id", "pad_id"))
+    self.name = name if model is not None else "the read-out"
+    self.has_meta_model = model is not None
+    if self.has_meta_model:
+      self._graphdef, self._state = nnx.split(model)
+      self._ids = build.special_ids(config)
+      self._beam = jax.jit(_beam_search, static_argnums=(0,),
+                           static_argnames=("beam_size", "end_id", "pad_id"))
 
   def weights(self, model: Any) -> saved.SavedModel:
     """`model` (a tracr AssembledTransformerModel, a SavedModel or a saved
-    file's path) as a SavedModel this meta-model can read; UserError if not.
+    file's path) as a SavedModel this decompiler can read; UserError if not.
     """
     where = (os.fspath(model) if isinstance(model, (str, os.PathLike))
              else "the model")
@@ -157,7 +174,7 @@ class Decompiler:
       params_lib.check_params(weights.params)
     except ValueError as error:
       raise UserError(f"{where}: not tracr params: {error}") from error
-    if weights.causal:
+    if weights.causal and self.has_meta_model:
       raise UserError(f"{where}: a causal model; {self.name} was trained on "
                       "non-causal tracr models only")
     return weights
@@ -177,6 +194,8 @@ class Decompiler:
   def candidates(self, weights: saved.SavedModel,
                  beam_size: int) -> np.ndarray:
     """The beam's programs, best first: token ids [K, R, 5]."""
+    if not self.has_meta_model:
+      raise UserError("no meta-model: load one with decompiler.load(workdir)")
     if beam_size < 1:
       raise UserError(f"beam_size={beam_size} must be at least 1")
     beams_BxKxRx5 = self._beam(
@@ -193,9 +212,11 @@ class Decompiler:
     file's path) and verifies the result against its weights.
 
     With `read_weights`, the program read straight off the weights
-    (`encoding.readout`) is the first candidate: when it verifies, it is the
-    answer and the meta-model is not run; when the meta-model cannot read
-    the weights (over its limits), the read-out is the answer either way.
+    (`readout`) is the first candidate: when it verifies, it is the
+    answer and the meta-model is not run; when there is no meta-model or
+    it cannot read the weights (over its limits), the read-out is the
+    answer either way (verified or not; UserError naming what the read-out
+    cannot read, when there is no meta-model).
     The check inputs are `verify.verify`'s for the same `exhaustive_limit`,
     `num_check_inputs` and `seed`: all inputs when there are at most
     `exhaustive_limit`, else random ones plus the compiled structure.
@@ -203,6 +224,11 @@ class Decompiler:
     weights = self.weights(model)
     reference = verify.reference(weights, exhaustive_limit=exhaustive_limit,
                                  num_random=num_check_inputs, seed=seed)
+    if not self.has_meta_model:
+      if not read_weights:
+        raise UserError("no meta-model to decompile with (read_weights is "
+                        "off): load one with decompiler.load(workdir)")
+      return _read_out_or_raise(reference)
     read = _read_out(reference) if read_weights else None
     if read is not None and read.verified:
       return read
@@ -235,9 +261,19 @@ def _read_out(reference: verify.Reference) -> Optional[Decompilation]:
   """The program read off the weights, verified; None when they leave
   tracr's recipes (`readout.ReadoutError`) or it is not a valid program."""
   try:
-    program, evidence = readout.read_and_verify(reference, stop_early=False)
-  except ValueError:  # Not tracr's recipes.
+    return _read_out_or_raise(reference)
+  except UserError:  # Not tracr's recipes.
     return None
+
+
+def _read_out_or_raise(reference: verify.Reference) -> Decompilation:
+  """The program read off the weights, verified; UserError naming where
+  the weights leave tracr's recipes."""
+  try:
+    program, evidence = readout.read_and_verify(reference, stop_early=False)
+  except ValueError as error:  # Not tracr's recipes.
+    raise UserError(f"the read-out cannot read these weights: {error}"
+                    ) from error
   return Decompilation(
       program=convert.to_rasp(program),
       rows=tuple((i.operator.value, function_text(i.operator, i.function),
@@ -263,3 +299,16 @@ def load(workdir: str) -> Decompiler:
   return Decompiler(config, model, step,
                     name=f"the meta-model in {workdir} (step {step})")
 
+
+def decompile(model: Any, workdir: Optional[str] = None,
+              **options: Any) -> Decompilation:
+  """Decompiles `model` (a tracr AssembledTransformerModel, a SavedModel or
+  a saved file's path) and verifies the result against its weights.
+
+  The read-out alone, no training needed; with `workdir` (a train.py run),
+  its meta-model decodes when the read-out does not verify. `options` as
+  `Decompiler.decompile` (beam_size, exhaustive_limit, num_check_inputs,
+  seed, read_weights). UserError for weights that cannot be read.
+  """
+  decompiler = load(workdir) if workdir else Decompiler()
+  return decompiler.decompile(model, **options)

@@ -446,7 +446,7 @@ def showcase(config: ml_collections.ConfigDict, model: nnx.Module,
   encoder's limits: its weights decompiled by the meta-model alone (the
   best of `beam_size` candidates that verifies), beside the true program,
   with the verdict, and whether reading the program off the weights
-  (`encoding.readout`, what `Decompiler.decompile` tries first) verifies
+  (`readout`, what `Decompiler.decompile` tries first) verifies
   too. None when the test split has no such program."""
   record = next((r for r in heldout.read_records(path, "test")
                  if heldout.encode_examples([r], config, permute=False)[0]),
@@ -462,7 +462,7 @@ def showcase(config: ml_collections.ConfigDict, model: nnx.Module,
       "true program:", convert.to_python(record.program).rstrip(),
       "decompiled:", result.python.rstrip() or "(no candidate is a program)",
       verify.describe(result.evidence),
-      f"read off the weights (encoding.readout): "
+      f"read off the weights (readout): "
       f"{'verified' if read else 'not verified'}"])
 
 

@@ -17,7 +17,7 @@ randomly permuted residual stream (encoding/augment.py):
   verified_wrong      verified, yet not functionally right: verification
                       is meant to be sound, so this should always be 0.
   read_verified       the program read straight off the weights
-                      (`encoding.readout`, no meta-model) verifies;
+                      (`readout`, no meta-model) verifies;
   decompiled_*        what `Decompiler.decompile` answers: the read-out
                       when it verifies, else search-and-verify's choice
                       (functional accuracy, and verified-but-wrong).
@@ -50,7 +50,8 @@ from flax import nnx
 
 from compiled import inputs as inputs_lib
 from compiled import saved, verify
-from encoding import graph, pipeline, readout, tokens
+import readout
+from encoding import graph, pipeline, tokens
 from encoding.limits import LimitExceeded
 from meta_model import build, checkpoints, decode, quiet, search
 from meta_model import loss as loss_lib

@@ -4,12 +4,15 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import ml_collections
 import numpy as np
 import pytest
 from absl import logging as absl_logging
+from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
 from compiled import compiler, saved, verify
@@ -363,3 +366,32 @@ def test_bad_options_are_user_errors(workdir, overrides, message):
   from meta_model.errors import UserError  # pylint: disable=g-import-not-at-top
   with pytest.raises(UserError, match=message):
     heldout.evaluate(workdir, _options(**overrides))
+
+
+@pytest.mark.parametrize("name", ["make_sort_unique", "make_shuffle_dyck2"])
+def test_decompile_needs_no_trained_model(name, tmp_path):
+  """eval.py --decompile with no --workdir, on a fresh state (no trained
+  run anywhere): the read-out alone prints and writes a verified program."""
+  build, vocab, max_seq_len = {
+      "make_sort_unique": (lambda: lib.make_sort_unique(rasp.tokens,
+                                                        rasp.tokens),
+                           {1, 2, 3, 4}, 5),
+      "make_shuffle_dyck2": (lib.make_shuffle_dyck2, {"(", ")", "{", "}"}, 4),
+  }[name]
+  path = str(tmp_path / f"{name}.npz")
+  saved.save_compiled(path, compiling.compile_rasp_to_model(
+      build(), vocab, max_seq_len, compiler_bos="BOS"))
+  out = tmp_path / "out.json"
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  # Run from an empty directory with its own HOME: nothing trained is found.
+  run = subprocess.run(
+      [sys.executable, os.path.join(root, "eval.py"), f"--decompile={path}",
+       f"--json_out={out}"], cwd=str(tmp_path), capture_output=True,
+      text=True, timeout=300,
+      env=dict(os.environ, XLA_FLAGS="", HOME=str(tmp_path)))
+  assert run.returncode == 0, run.stderr
+  assert "verified: the program's output equals the weights'" in run.stdout
+  assert "program = " in run.stdout
+  result = json.loads(out.read_text())
+  assert result["verified"] and result["source"] == "weights"
+  assert "rasp.Aggregate" in result["python"]

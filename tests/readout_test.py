@@ -9,7 +9,7 @@ from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
 from compiled import saved, verify
-from encoding import readout
+import readout
 from rasp_gen import convert
 from rasp_gen.program import Operator, Table
 

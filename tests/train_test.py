@@ -53,7 +53,7 @@ def test_train_and_evaluate_runs_and_writes_checkpoints(data_dir, tmp_path,
   first = records.record_from_bytes(dataset.data_source(data_dir, "test")[0])
   assert f"true program:\n{convert.to_python(first.program)}" in showcase
   assert re.search(r"^(NOT )?verified: ", showcase, re.MULTILINE)
-  assert "read off the weights (encoding.readout): verified" in showcase
+  assert "read off the weights (readout): verified" in showcase
 
 
 def _two_steps(config, data_dir, devices):

@@ -395,3 +395,15 @@ def test_decompile_needs_no_trained_model(name, tmp_path):
   result = json.loads(out.read_text())
   assert result["verified"] and result["source"] == "weights"
   assert "rasp.Aggregate" in result["python"]
+
+
+def test_the_readme_first_screen_decompiles_without_training(capsys):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  readme = open(os.path.join(root, "README.md")).read()
+  start = readme.index("```python\nfrom tracr.compiler import compiling, lib\n"
+                       "from meta_model.decompiler import decompile")
+  assert start < readme.index("train.py")  # Before anything about training.
+  snippet = readme[start + len("```python\n"):readme.index("```", start + 3)]
+  exec(snippet, {})  # pylint: disable=exec-used
+  assert "verified: the program's output equals the weights'" in (
+      capsys.readouterr().out)

@@ -1,6 +1,6 @@
 r"""Decompiles tracr's own library programs, compiled by stock tracr.
 
-  python bench/lib_programs.py --workdir=DIR [--beam_size=32] [--out=FILE.md]
+  python bench/lib_programs.py [--workdir=DIR] [--beam_size=32] [--out=FILE.md]
 
 Every program in `LIB_PROGRAMS` (tracr.compiler.lib, each with its own
 vocabulary and max_seq_len) is compiled by stock
@@ -176,7 +176,8 @@ def run(workdir: str, programs: Sequence[LibProgram],
 
   `options`: beam_size, num_check_inputs, exhaustive_limit, read_weights.
   """
-  decompiler = decompiler_lib.load(workdir)
+  decompiler = (decompiler_lib.load(workdir) if workdir
+                else decompiler_lib.Decompiler())
   return [run_one(entry, decompiler, options) for entry in programs]
 
 
@@ -231,7 +232,9 @@ def define_flags(programs_help: str = _PROGRAMS_HELP) -> None:
   """This script's flags; another program list's script (e.g.
   realistic_programs.py) passes its own help for --programs."""
   flags.DEFINE_string("workdir", None, "A train.py workdir: the meta-model "
-                      "(config.json and latest checkpoint) that decompiles.")
+                      "(config.json and latest checkpoint) that decompiles "
+                      "where the read-out does not verify; none: the "
+                      "read-out alone.")
   flags.DEFINE_integer("beam_size", search.BEAM_SIZE, "Beam candidates for "
                        "search-and-verify decoding (Decompiler.decompile).")
   flags.DEFINE_bool("read_weights", True, "Try the program read straight "
@@ -247,7 +250,6 @@ def define_flags(programs_help: str = _PROGRAMS_HELP) -> None:
                        "when there are more than --exhaustive_limit inputs.")
   flags.DEFINE_integer("exhaustive_limit", inputs_lib.EXHAUSTIVE_LIMIT, "Check on every input "
                        "sequence when there are at most this many.")
-  flags.mark_flags_as_required(["workdir"])
 
 
 def main_for(argv: list[str], programs: Sequence[LibProgram]) -> None:
@@ -266,7 +268,8 @@ def main_for(argv: list[str], programs: Sequence[LibProgram]) -> None:
   rows = run(flags.FLAGS.workdir, select(flags.FLAGS.programs, programs),
              options)
   table = format_table(rows)
-  print(f"meta-model: {flags.FLAGS.workdir}, beam {options.beam_size}, "
+  meta_model = flags.FLAGS.workdir or "none (the read-out alone)"
+  print(f"meta-model: {meta_model}, beam {options.beam_size}, "
         f"read off the weights first: {options.read_weights}\n")
   print(table)
   if flags.FLAGS.out:

@@ -156,9 +156,21 @@ def read_functions(state: ReadState, layer: int, neurons: np.ndarray,
   # to one read in between: a direction counts as on above 0.5.
   unit = np.all((out_NxO > -1e-3) & (out_NxO < 1 + 1e-3), axis=0)
   numerical = [[d] for d, u in zip(dims, unit) if not u]
-  categorical = variables_lib.one_hot_groups(
-      [d for d, u in zip(dims, unit) if u], out_NxO[:, unit] > 0.5,
-      state.value_readers, state.read_together)
+  categorical_dims = [d for d, u in zip(dims, unit) if u]
+  on_NxC = out_NxO[:, unit] > 0.5
+  try:
+    categorical = variables_lib.one_hot_groups(
+        categorical_dims, on_NxC, state.value_readers, state.read_together)
+    none_keys = set()
+  except ReadoutError:
+    # A function that is None on part of its domain: tracr's MLP writes
+    # nothing for those inputs (only tried when no split without them works).
+    if all(numerical_inputs) or not all(unit):
+      raise
+    categorical = variables_lib.one_hot_groups(
+        categorical_dims, on_NxC, state.value_readers, state.read_together,
+        none_rows=True)
+    none_keys = {key for key, on in zip(keys, on_NxC.any(1)) if not on}
   for group in numerical + categorical:
     columns = [dims.index(d) for d in group]
     values_N = out_NxO[:, columns]
@@ -169,8 +181,8 @@ def read_functions(state: ReadState, layer: int, neurons: np.ndarray,
     if all(numerical_inputs) and len(inputs) == 2:
       add_linear(state, inputs, keys, values_N[:, 0], group)
     elif one_hot:
-      table = {key: group[int(np.argmax(row))] for key, row in
-               zip(keys, values_N)}
+      table = {key: None if key in none_keys else group[int(np.argmax(row))]
+               for key, row in zip(keys, values_N)}
       output = state.add(group, False)
       add_map(state, inputs, DirectionTable(table), output,
               Encoding.CATEGORICAL)

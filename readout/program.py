@@ -91,8 +91,8 @@ def assemble(state: ReadState) -> Program:
         if instruction.operator == Operator.SELECT or output.numerical:
           entries.append((args, value))
         else:
-          entries.append((args, values.value_of(state, instruction.output,
-                                                 value)))
+          entries.append((args, None if value is None else values.value_of(
+              state, instruction.output, value)))
       none_safe = (instruction.operator == Operator.SELECT
                    and any(may_be_none(state, n) for n in instruction.args))
       if none_safe:

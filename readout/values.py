@@ -62,7 +62,7 @@ def name_canonically(state: ReadState, name: str) -> None:
       for n, k in zip(instruction.args, key)))
   order: list[int] = []
   for key in ordered:
-    if table[key] not in order:
+    if table[key] is not None and table[key] not in order:
       order.append(table[key])
   order += [d for d in variable.dims if d not in order]
   state.set_values(name, [order.index(d) for d in variable.dims])

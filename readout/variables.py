@@ -136,7 +136,8 @@ def readers_nested(first: frozenset, second: frozenset) -> bool:
 def one_hot_groups(dims: list[int], on_NxO: np.ndarray,
                    readers: dict[int, frozenset],
                    together: dict[int, int],
-                   max_steps: int = ONE_HOT_SEARCH_STEPS) -> list[list[int]]:
+                   max_steps: int = ONE_HOT_SEARCH_STEPS,
+                   none_rows: bool = False) -> list[list[int]]:
   """Splits directions `dims` into categorical variables.
 
   `on_NxO[n, o]`: direction `dims[o]` is on for input combination n. In a
@@ -146,8 +147,11 @@ def one_hot_groups(dims: list[int], on_NxO: np.ndarray,
   nesting). A direction left alone may be sometimes off (a numerical 0/1
   variable). Depth-first search over the classes of `together`, joining
   before opening a new group; ReadoutError when none splits them or the
-  search runs past `max_steps`.
+  search runs past `max_steps`. With `none_rows`, a combination that turns
+  on no direction at all is a None value (tracr's MLP writes nothing for an
+  input its function maps to None): exactly one on is required elsewhere.
   """
+  some_on_N = on_NxO.any(1) if none_rows else np.ones(len(on_NxO), bool)
   if not dims:
     return []
   classes: dict[int, list[int]] = {}
@@ -165,8 +169,8 @@ def one_hot_groups(dims: list[int], on_NxO: np.ndarray,
       raise ReadoutError("an MLP's outputs split into variables in too many "
                          "ways to search")
     if index == len(blocks):
-      ok = all(np.all(total == 1) for group, total in zip(groups, sums)
-               if len(group) > 1)
+      ok = all(np.all(total[some_on_N] == 1)
+               for group, total in zip(groups, sums) if len(group) > 1)
       return groups if ok else None
     pattern, first = patterns[index], dims[blocks[index][0]]
     if np.any(pattern > 1):

@@ -69,3 +69,15 @@ def test_width_values_give_the_least_width_that_turns_a_direction_on():
   on_WxO = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0]], bool)
   assert mlps.width_values(on_WxO) == [0, 1, 2]
   assert mlps.width_values(np.array([[1, 1], [0, 0]], bool)) is None
+
+
+def test_a_map_that_is_none_on_part_of_its_domain_reads_none_there():
+  """tracr's MLP writes nothing for an input its function maps to None."""
+  state = started(rasp.Map(lambda x: x if x > 1 else None, _T), {1, 2, 3}, 3)
+  _read_layer(state)
+  (instruction,) = state.instructions
+  token_dims = dict(zip(state.variables["tokens"].values,
+                        state.variables["tokens"].dims))
+  table = instruction.function.table
+  assert table[(token_dims[1],)] is None
+  assert None not in (table[(token_dims[2],)], table[(token_dims[3],)])

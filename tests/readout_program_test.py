@@ -48,3 +48,10 @@ def test_a_select_on_a_value_that_may_be_none_matches_nothing():
   read, verification = readout.read_and_verify(verify.reference(model))
   assert verification.verified, (str(read), verification)
   assert verification.num_inputs == 39  # Length 1 included: [1], [2], [3].
+
+
+def test_a_map_that_is_none_on_part_of_its_domain_verifies():
+  model = compile_model(rasp.Map(lambda x: x if x > 1 else None, _T),
+                        {1, 2, 3}, 3)
+  read, verification = readout.read_and_verify(verify.reference(model))
+  assert verification.verified, (str(read), verification)

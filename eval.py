@@ -21,7 +21,7 @@ import json
 
 from absl import app, flags, logging
 
-from compiled import inputs
+from compiled import inputs, transformer_lens, verify
 from meta_model import decompiler, errors, heldout, search
 
 _WORKDIR = flags.DEFINE_string(
@@ -48,7 +48,17 @@ _DATA_DIR = flags.DEFINE_string(
     "own (config.json's data_dir), e.g. two models on the same records.")
 _DECOMPILE = flags.DEFINE_string(
     "decompile", None, "Decompile this saved tracr model (.npz, see "
-    "compiled/saved.py) instead of evaluating a split.")
+    "compiled/saved.py; or a TransformerLens .pt/.pth/.safetensors file, "
+    "see --encoders) instead of evaluating a split.")
+_ENCODERS = flags.DEFINE_string(
+    "encoders", None, "With --decompile of a TransformerLens model (.pt/.pth: "
+    "a torch.save'd HookedTransformer or its state_dict; .safetensors with "
+    "its config JSON beside it): a pickle of tracr's encoders (a dict with "
+    "input_encoder and output_encoder, a pair, or one encoder), which give "
+    "the vocabulary, BOS/PAD and the output values. Both files are read "
+    "without running code from them and without torch. What the files do "
+    "not say (output dims, mlp_exactness, causality) is inferred and "
+    "printed as 'inferred: ...'.")
 _READ_WEIGHTS = flags.DEFINE_bool(
     "read_weights", True, "First read the program straight off the weights "
     "(readout); the meta-model (--workdir) decodes only when that does "
@@ -69,8 +79,16 @@ def main(argv: list[str]) -> None:
   if _DECOMPILE.value:
     meta = (decompiler.load(_WORKDIR.value) if _WORKDIR.value
             else decompiler.Decompiler())
+    model = _DECOMPILE.value
+    if _ENCODERS.value or transformer_lens.is_transformer_lens_path(model):
+      try:
+        model = verify.load_model(model, _ENCODERS.value)
+      except (ValueError, FileNotFoundError) as error:
+        raise errors.UserError(str(error)) from error
+      for note in model.inferred:
+        print(f"inferred: {note}")
     result = meta.decompile(
-        _DECOMPILE.value, beam_size=_BEAM_SIZE.value,
+        model, beam_size=_BEAM_SIZE.value,
         exhaustive_limit=_EXHAUSTIVE_LIMIT.value,
         num_check_inputs=_NUM_CHECK_INPUTS.value,
         read_weights=_READ_WEIGHTS.value)

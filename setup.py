@@ -32,6 +32,9 @@ setuptools.setup(
         "tqdm",
         "matplotlib",
         "tensorboardX",  # TensorBoard event files without TensorFlow.
+        # TransformerLens state dicts in and out (compiled/transformer_lens.py)
+        # through its numpy API: no torch.
+        "safetensors>=0.4",
     ],
     extras_require={"test": ["pytest", "pytest-xdist", "chex"]},
 )

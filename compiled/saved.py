@@ -75,6 +75,12 @@ class SavedModel:
   # Vocab, BOS and PAD in token-embedding row order where tracr's sort does
   # not define it (module doc); None where it does.
   token_order: Optional[tuple] = None
+  # tracr's compile setting (the numerical MLPs' slope); compiled.verify
+  # recompiles candidates with it.
+  mlp_exactness: int = 100
+  # What a reader inferred because the file did not say it, one line each
+  # (compiled.transformer_lens); () for tracr models and saved files.
+  inferred: tuple = ()
 
   @property
   def input_tokens(self) -> list:

@@ -105,17 +105,27 @@ class Reference:
   columns: tuple[np.ndarray, ...] = dataclasses.field(repr=False)
 
 
-def load_model(model: ModelLike) -> saved.SavedModel:
-  """A SavedModel from a tracr model, a SavedModel or a saved file's path."""
+def load_model(model: ModelLike, encoders: Any = None) -> saved.SavedModel:
+  """A SavedModel from a tracr model, a SavedModel, a saved file's path, or
+  a TransformerLens model: a HookedTransformer (anything with `.cfg` and
+  `.state_dict()`), a `.pt`/`.pth` or `.safetensors` file; these need
+  tracr's `encoders` (`compiled.transformer_lens.read_encoders`: a pickle
+  path, the encoder objects, a dict) unless the file holds them."""
+  from compiled import transformer_lens  # pylint: disable=g-import-not-at-top
   if isinstance(model, saved.SavedModel):
     return model
+  if transformer_lens.is_transformer_lens_path(model):
+    return transformer_lens.load(model, encoders)
   if isinstance(model, (str, os.PathLike)):
     return saved.load_compiled(model)
   if hasattr(model, "input_encoder") and hasattr(model, "params"):
     return saved.from_tracr(model)
+  if hasattr(model, "cfg") and hasattr(model, "state_dict"):
+    return transformer_lens.from_hooked_transformer(model, encoders)
   raise TypeError(f"cannot verify against a {type(model).__name__}: pass a "
                   "tracr AssembledTransformerModel, a compiled.saved."
-                  "SavedModel or the path of a saved model")
+                  "SavedModel, a TransformerLens HookedTransformer or the "
+                  "path of a saved model (.npz, .pt, .pth, .safetensors)")
 
 
 def _column_multiset(residual_TxD: np.ndarray) -> np.ndarray:
@@ -198,7 +208,7 @@ def _structure_differs(ref: Reference, sop: rasp.SOp) -> Optional[str]:
   try:
     compiled = compiler.compile_rasp_to_model_numpy(
         sop, set(model.vocab), model.max_seq_len, model.causal,
-        model.compiler_bos, model.compiler_pad)
+        model.compiler_bos, model.compiler_pad, model.mlp_exactness)
   except Exception:  # pylint: disable=broad-except
     return "does not compile"  # tracr raises many kinds of error.
   if compiled.output_decoding == model.output and _same_params(
@@ -306,7 +316,9 @@ def _main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
     program = load_program(flags.FLAGS.program)
-    model = load_model(flags.FLAGS.model)
+    model = load_model(flags.FLAGS.model, flags.FLAGS.encoders)
+    for note in model.inferred:
+      print(f"inferred: {note}")
     result = verify(program, model,
                     exhaustive_limit=flags.FLAGS.exhaustive_limit,
                     num_random=flags.FLAGS.num_check_inputs,
@@ -321,7 +333,14 @@ def _main(argv: list[str]) -> None:
 if __name__ == "__main__":
   from absl import app, flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("model", None, "A saved tracr model (.npz written by "
-                      "compiled.saved.save_compiled).")
+                      "compiled.saved.save_compiled), or a TransformerLens "
+                      "HookedTransformer file (.pt/.pth torch.save of the "
+                      "module or its state_dict, .safetensors + config "
+                      "JSON) with --encoders.")
+  flags.DEFINE_string("encoders", None, "With a TransformerLens model "
+                      "(.pt/.pth/.safetensors): a pickle of tracr's "
+                      "input_encoder and output_encoder (a dict, a pair or "
+                      "one encoder), read without running code from it.")
   flags.DEFINE_string("program", None, "A Python file that binds `program` "
                       "to a tracr.rasp SOp, e.g. what eval.py --decompile "
                       "prints.")

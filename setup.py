@@ -14,7 +14,7 @@ setuptools.setup(
     description="Decompile tracr transformer weights into RASP programs.",
     python_requires=">=3.10",
     packages=setuptools.find_packages(
-        include=["compiled*", "rasp_gen*", "encoding*", "readout*", "meta_model*", "configs*"]),
+        include=["compiled*", "rasp_gen*", "encoding*", "readout*", "ladder*", "meta_model*", "configs*"]),
     install_requires=[
         "tracr-pypi>=1.0.0",
         "jax>=0.6.0",  # jax.sharding.AxisType, jax.make_mesh(axis_types=).

@@ -74,11 +74,12 @@ class OutputDecoding:
                for d in self.dims) or len(set(self.dims)) != len(self.dims):
       raise ValueError(f"OutputDecoding dims {self.dims} must be distinct "
                        "non-negative ints")
-    if self.numerical and (len(self.dims) != 1 or self.values):
+    # dims=(): the output is read by an unembedding matrix (params' unembed).
+    if self.numerical and (len(self.dims) > 1 or self.values):
       raise ValueError("a numerical OutputDecoding has one dim and no values, "
                        f"got dims={self.dims}, values={self.values}")
-    if not self.numerical and (not self.dims
-                               or len(self.values) != len(self.dims)):
+    if not self.numerical and (not self.values or (
+        self.dims and len(self.values) != len(self.dims))):
       raise ValueError("a categorical OutputDecoding has one value per dim, "
                        f"got dims={self.dims}, values={self.values}")
 

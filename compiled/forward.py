@@ -154,10 +154,13 @@ def forward(params: Params, token_ids_BxT: np.ndarray, num_heads: int,
   return residual_BxTxD
 
 
-def decode(residual_BxTxD: np.ndarray, output: OutputDecoding) -> list[list]:
+def decode(residual_BxTxD: np.ndarray, output: OutputDecoding,
+           unembed: Optional[dict] = None) -> list[list]:
   """Each sequence's output without the BOS position, as tracr reads it:
   categorical, the value of the largest output direction (ties: the first);
-  numerical, the output dimension as a float.
+  numerical, the output dimension as a float. With `unembed` (params'
+  `unembed` module: `w` [d_model, outputs], `b`), the output directions are
+  `residual @ w + b` instead of the residual's `output.dims`.
 
   One addition to tracr's argmax: a categorical position where no output
   direction is set (all below UNSET_BELOW; a set one is 1) decodes to None.
@@ -165,10 +168,14 @@ def decode(residual_BxTxD: np.ndarray, output: OutputDecoding) -> list[list]:
   nothing writes nothing, and Maps and SequenceMaps of nothing write nothing.
   tracr's own decoder would read the first value there.
   """
-  if max(output.dims) >= residual_BxTxD.shape[-1]:
+  if unembed is not None:
+    read_BxTxO = (residual_BxTxD[:, 1:] @ np.asarray(unembed["w"], np.float64)
+                  + np.asarray(unembed["b"], np.float64))
+  elif max(output.dims) >= residual_BxTxD.shape[-1]:
     raise ValueError(f"output dims {output.dims} are outside a residual "
                      f"stream of width {residual_BxTxD.shape[-1]}")
-  read_BxTxO = residual_BxTxD[:, 1:, list(output.dims)]
+  else:
+    read_BxTxO = residual_BxTxD[:, 1:, list(output.dims)]
   if output.numerical:
     return [[float(v) for v in row] for row in read_BxTxO[..., 0]]
   unset_BxT = read_BxTxO.max(axis=-1) < UNSET_BELOW
@@ -192,7 +199,7 @@ def outputs(params: Params, num_heads: int, tokens: Sequence[Any],
   lengths_B = np.array([1 + len(xs) for xs in inputs])
   residual_BxTxD = forward(params, token_ids(tokens, inputs, compiler_bos),
                            num_heads, causal, lengths_B)
-  decoded = decode(residual_BxTxD, output)
+  decoded = decode(residual_BxTxD, output, params.get("unembed"))
   if residuals is not None:
     residuals.extend(r[:n] for r, n in zip(residual_BxTxD, lengths_B))
   return [row[:n - 1] for row, n in zip(decoded, lengths_B)]

@@ -12,11 +12,17 @@ tracr (and `compiled.compiler`) produce haiku-style dicts:
   transformer/layer_{l}/mlp/linear_1/b   [hidden]
   transformer/layer_{l}/mlp/linear_2/w   [hidden, d_model]
   transformer/layer_{l}/mlp/linear_2/b   [d_model]
+  unembed/w, unembed/b (optional)        [d_model, outputs], [outputs]
 
 Every layer has both an attention and an MLP module (unused ones are zero).
 The number of heads is not stored: it cannot be read off the weights, so
 whoever needs it (the forward pass, the `products` weight encoding) takes it
 as an argument.
+
+`unembed` is the general output read-out (`logits = residual @ w + b`) of a
+model in any residual basis; tracr's own models leave it out and read their
+output directions (`OutputDecoding.dims`), the special case where `w`
+selects residual dimensions and `b` is 0.
 """
 
 import dataclasses
@@ -29,6 +35,7 @@ Params = Mapping[str, Mapping[str, np.ndarray]]
 
 TOKEN_EMBED = "token_embed"
 POS_EMBED = "pos_embed"
+UNEMBED = "unembed"
 ATTN = ("query", "key", "value", "linear")
 MLP = ("linear_1", "linear_2")
 _LAYER_KEY = re.compile(r"transformer/layer_(\d+)/(attn|mlp)/(\w+)")
@@ -101,7 +108,7 @@ def check_params(params: Params) -> Layout:
       raise ValueError(f"params has no {key!r} module")
   layers: set[int] = set()
   for key in params:
-    if key in (TOKEN_EMBED, POS_EMBED):
+    if key in (TOKEN_EMBED, POS_EMBED, UNEMBED):
       continue
     match = _LAYER_KEY.fullmatch(key)
     if not match or match[3] not in (ATTN if match[2] == "attn" else MLP):
@@ -150,6 +157,10 @@ def check_params(params: Params) -> Layout:
     _expect(key, "w", leaves["w"], (hidden, d_model))
     _expect(key, "b", leaves["b"], (d_model,))
     mlp_hidden.append(hidden)
+  if UNEMBED in params:
+    leaves = _leaves(params, UNEMBED, ("w", "b"))
+    _expect(UNEMBED, "w", leaves["w"], (d_model, None))
+    _expect(UNEMBED, "b", leaves["b"], (leaves["w"].shape[1],))
   return Layout(d_model, num_layers, tuple(attn_width), tuple(mlp_hidden))
 
 

@@ -218,6 +218,17 @@ def _check_embeddings(params: Params, num_tokens: int, max_seq_len: int,
       raise ValueError(f"'{module}/embeddings' has shape {embeddings.shape}; "
                        f"expected {rows} rows ({what})")
   d_model = params["token_embed"]["embeddings"].shape[1]
+  unembed = params.get("unembed")
+  if unembed is not None:
+    width = np.shape(unembed.get("w"))
+    expected = 1 if output.numerical else len(output.values)
+    if output.dims or len(width) != 2 or width != (d_model, expected):
+      raise ValueError(f"'unembed/w' has shape {width}; expected "
+                       f"({d_model}, {expected}) and no output dims")
+    return
+  if not output.dims:
+    raise ValueError("the output decoding has no dims and the params no "
+                     "'unembed' module: nothing reads the output")
   if max(output.dims) >= d_model:
     raise ValueError(f"output dims {list(output.dims)} are outside the "
                      f"residual stream of width {d_model}")

@@ -8,7 +8,7 @@ from rasp_gen import convert
 from rasp_gen.program import TOKENS, Encoding, Operator
 from readout import attention, mlps, program
 from readout.state import DirectionTable
-from tests.readout_helpers import started
+from readout_helpers import started
 
 _T = rasp.tokens
 

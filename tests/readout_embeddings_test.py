@@ -9,7 +9,7 @@ from tracr.rasp import rasp
 from compiled import params as params_lib
 from readout import embeddings
 from readout.errors import ReadoutError
-from tests.readout_helpers import compile_model
+from readout_helpers import compile_model
 
 
 def _shift():  # Reads tokens and indices; its Aggregate needs `one`.

@@ -5,7 +5,7 @@ from tracr.rasp import rasp
 
 from rasp_gen.program import Encoding, Linear, Operator
 from readout import attention, mlps
-from tests.readout_helpers import started
+from readout_helpers import started
 
 _T = rasp.tokens
 

@@ -7,7 +7,7 @@ from compiled import verify
 import readout
 from rasp_gen.program import Instruction, Operator
 from readout import basis, program
-from tests.readout_helpers import compile_model
+from readout_helpers import compile_model
 
 _T = rasp.tokens
 

@@ -3,7 +3,7 @@
 from tracr.rasp import rasp
 
 from readout import attention, mlps, values
-from tests.readout_helpers import started
+from readout_helpers import started
 
 _T = rasp.tokens
 

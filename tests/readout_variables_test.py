@@ -7,7 +7,7 @@ from tracr.rasp import rasp
 from compiled import params as params_lib
 from readout import variables
 from readout.errors import ReadoutError
-from tests.readout_helpers import started
+from readout_helpers import started
 
 
 def test_disjoint_sets_join_and_group():

@@ -38,8 +38,9 @@ What the file does not say is inferred and recorded in
 them):
   output dims   W_U is usually eye(d_model, d_vocab_out) (TransformerLens's
                 tracr demo), which reads the first residual directions. The
-                output is what some module writes and no module reads; W_U
-                is used only where it selects exactly those.
+                output is what the last module writing unread directions
+                writes and no module reads; W_U is used only where it
+                selects exactly those.
   mlp_exactness tracr's numerical MLPs (and SelectorWidth's) put slope L =
                 mlp_exactness on pairs of hidden neurons whose biases differ
                 by 1 (`numerical_mlp.discretising_layer`); read off the MLP
@@ -304,15 +305,22 @@ def _layer_modules(params: saved.Params) -> list[tuple[str, np.ndarray,
 
 
 def output_candidates(params: saved.Params) -> list[int]:
-  """Residual dims some module writes and no module reads, ascending."""
+  """Residual dims the last module that writes unread dims writes and no
+  module reads, ascending. (An earlier variable can have values nothing
+  reads, e.g. `opp_idx` values no query matches in lib.make_reverse; the
+  output is computed last.)"""
   modules = _layer_modules(params)
   d_model = params["token_embed"]["embeddings"].shape[1]
-  written = np.zeros(d_model, bool)
+  last_writer = np.full(d_model, -1)
   read = np.zeros(d_model, bool)
-  for _, reads, writes in modules:
+  for i, (_, reads, writes) in enumerate(modules):
     read |= (np.abs(reads) > 1e-6).any(axis=1)
-    written |= (np.abs(writes) > 1e-6).any(axis=0)
-  return [int(d) for d in np.flatnonzero(written & ~read)]
+    last_writer[(np.abs(writes) > 1e-6).any(axis=0)] = i
+  unread = (last_writer >= 0) & ~read
+  if not unread.any():
+    return []
+  return [int(d) for d in np.flatnonzero(
+      unread & (last_writer == last_writer[unread].max()))]
 
 
 def infer_mlp_exactness(params: saved.Params) -> Optional[int]:
@@ -371,7 +379,7 @@ def _output(params: saved.Params, state: dict, encoders: Encoders,
     reads = (f"reads dims {selected[:8]}{'...' if len(selected) > 8 else ''}"
              if selected is not None else "is not a projection onto them")
     notes.append(f"output dims {candidates}: inferred, the residual "
-                 "directions a module writes and none reads (W_U "
+                 "directions the last module writes and none reads (W_U "
                  f"{reads})")
     return OutputDecoding(tuple(candidates), values, numerical), None
   if w_u is not None and w_u.shape[1] == width:

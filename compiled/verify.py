@@ -22,7 +22,10 @@ recompiles to the same params and output decoding, or its compiled residual
 stream equals the given weights' on every check input up to a relabeling of
 residual directions (tracr never overwrites a variable, so the final
 residual holds every variable's value; equal multisets of per-position
-columns mean the same variables, whatever their names).
+columns mean the same variables, whatever their names). For a model in
+another basis (an `unembed` matrix: rotated, mapped, noisy) the evidence is
+that one linear map takes the compiled residual to the given one on every
+check input.
 
 Weights alone do not fix the function (`Map(x + 1)` and `Map(x + 2)` of the
 same input compile to identical params); weights plus the typed output
@@ -58,6 +61,10 @@ from compiled.inputs import EXHAUSTIVE_LIMIT, NUM_CHECK_INPUTS
 # Residual values are compared after rounding to this many decimals: the two
 # models add the same terms in a different order.
 DECIMALS = 4
+# A model in another basis (with an unembedding) must have a residual stream
+# that one linear map of the compiled program's explains to this relative
+# error (float32 weights; an exact basis change leaves ~1e-7).
+LINEAR_IMAGE_TOLERANCE = 1e-4
 
 ModelLike = Union[saved.SavedModel, str, os.PathLike, Any]
 
@@ -96,6 +103,8 @@ class Reference:
     exhaustive: `inputs` is the whole input space.
     columns: when not exhaustive, each input's final residual as a sorted
       multiset of columns (for residual agreement); else empty.
+    residuals: when not exhaustive and the model has an unembedding (any
+      basis), each input's final residual; else empty.
   """
 
   model: saved.SavedModel
@@ -103,6 +112,8 @@ class Reference:
   outputs: tuple[list, ...]
   exhaustive: bool
   columns: tuple[np.ndarray, ...] = dataclasses.field(repr=False)
+  residuals: tuple[np.ndarray, ...] = dataclasses.field(default=(),
+                                                        repr=False)
 
 
 def load_model(model: ModelLike, encoders: Any = None) -> saved.SavedModel:
@@ -177,7 +188,10 @@ def reference(model: ModelLike, inputs: Optional[Sequence[Sequence]] = None,
   residuals = []
   outputs = _run(model, inputs, residuals)
   columns = () if exhaustive else tuple(map(_column_multiset, residuals))
-  return Reference(model, inputs, tuple(outputs), exhaustive, columns)
+  any_basis = () if exhaustive or params_lib.UNEMBED not in model.params else (
+      tuple(residuals))
+  return Reference(model, inputs, tuple(outputs), exhaustive, columns,
+                   any_basis)
 
 
 def _check_sop(program: rasp.SOp) -> None:
@@ -214,16 +228,37 @@ def _structure_differs(ref: Reference, sop: rasp.SOp) -> Optional[str]:
   if compiled.output_decoding == model.output and _same_params(
       compiled.params, model.params):
     return None
-  if (compiled.params["token_embed"]["embeddings"].shape
-      != model.params["token_embed"]["embeddings"].shape):
-    return "compiled residual stream differs (another width)"
   residuals = []
   forward.outputs(compiled.params, compiled.num_heads, compiled.input_tokens,
                   compiled.output_decoding, ref.inputs, model.compiler_bos,
                   model.causal, residuals)
+  if params_lib.UNEMBED in model.params:
+    return _not_a_linear_image(residuals, ref.residuals)
+  if (compiled.params["token_embed"]["embeddings"].shape
+      != model.params["token_embed"]["embeddings"].shape):
+    return "compiled residual stream differs (another width)"
   for residual_TxD, expected in zip(residuals, ref.columns):
     if not np.array_equal(_column_multiset(residual_TxD), expected):
       return "compiled residual stream differs"
+  return None
+
+
+def _not_a_linear_image(compiled_residuals: list,
+                        given_residuals: Sequence[np.ndarray]
+                        ) -> Optional[str]:
+  """Why the given residual stream (in any basis: the model has an
+  unembedding) and the compiled program's are not linear images of each
+  other on the check inputs, or None when they are: a basis change of
+  tracr's residual maps every position's residual by one matrix."""
+  compiled_NxC = np.concatenate(compiled_residuals).astype(np.float64)
+  given_NxD = np.concatenate(given_residuals).astype(np.float64)
+  for source, target in ((compiled_NxC, given_NxD), (given_NxD,
+                                                     compiled_NxC)):
+    solution, *_ = np.linalg.lstsq(source, target, rcond=None)
+    error = np.linalg.norm(source @ solution - target)
+    if error > LINEAR_IMAGE_TOLERANCE * max(np.linalg.norm(target), 1e-30):
+      return ("compiled residual stream differs (no linear map takes one "
+              "to the other)")
   return None
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from compiled import inputs as inputs_lib
 from compiled import params as params_lib
-from compiled import forward, saved
+from compiled import compare, forward, saved
 from compiled.compiler import OutputDecoding
 from readout.errors import ReadoutError
 
@@ -44,7 +44,12 @@ Params = dict[str, dict[str, np.ndarray]]
 
 _RELATIVE_ZERO = 1e-6  # Below this times a module's largest vector: nothing.
 _NOISE_FACTOR = 8.0  # Entries under this times a matrix's median are noise.
+_ROUNDING = 1e-8  # Exact weights: entries below this times the largest are 0.
 _NUM_CHECK_INPUTS = 2000
+_NUM_SAME_OUTPUTS = 300  # Check inputs an exact rewrite must reproduce.
+_EXACT_TOLERANCE = 1e-6
+_MAJORITY = 0.9  # Share of an MLP's outputs its values' clusters must hold.
+_NOISY_TOLERANCE = 3e-2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,96 +154,109 @@ def matroid_components(rows_NxD: np.ndarray,
   return list(groups.values())
 
 
-def _distinct(vectors_NxD: np.ndarray, tolerance: float) -> np.ndarray:
-  """The distinct rows (within `tolerance` of the largest), as cluster means."""
-  scale = np.linalg.norm(vectors_NxD, axis=1).max(initial=0)
+def _distinct(vectors_NxD: np.ndarray, tolerance: float,
+              keys_NxE: Optional[np.ndarray] = None) -> np.ndarray:
+  """The distinct rows, as cluster means, most members first, and each
+  cluster's size: rows whose keys (default: the rows) are within
+  `tolerance` of the largest key are one; rows with a key that small are
+  dropped."""
+  keys_NxE = vectors_NxD if keys_NxE is None else keys_NxE
+  scale = np.linalg.norm(keys_NxE, axis=1).max(initial=0)
   centres: list[np.ndarray] = []
-  members: list[list[np.ndarray]] = []
-  for vector in vectors_NxD:
-    if np.linalg.norm(vector) <= tolerance * scale:
+  members: list[list[int]] = []
+  for row, key in enumerate(keys_NxE):
+    if np.linalg.norm(key) <= tolerance * scale:
       continue
     for index, centre in enumerate(centres):
-      if np.linalg.norm(vector - centre) <= tolerance * scale:
-        members[index].append(vector)
+      if np.linalg.norm(key - centre) <= tolerance * scale:
+        members[index].append(row)
         break
     else:
-      centres.append(vector)
-      members.append([vector])
-  return np.array([np.mean(m, axis=0) for m in members]).reshape(
-      -1, vectors_NxD.shape[1])
+      centres.append(key)
+      members.append([row])
+  order = sorted(range(len(members)), key=lambda i: -len(members[i]))
+  return (np.array([vectors_NxD[members[i]].mean(axis=0) for i in order]
+                   ).reshape(-1, vectors_NxD.shape[1]),
+          np.array([len(members[i]) for i in order], int))
 
 
-def mlp_atoms(output_rows_MxD: np.ndarray, outputs_PxD: np.ndarray,
-              bos_outputs_BxD: np.ndarray, atoms: Atoms,
+def mlp_atoms(output_rows_MxD: np.ndarray, hidden_PxM: np.ndarray,
+              bos_hidden_BxM: np.ndarray, atoms: Atoms,
               tolerance: float) -> np.ndarray:
-  """The atoms an MLP writes: per independent part of its output span, the
-  distinct vectors its outputs take there (`outputs_PxD`: its output at
-  every checked non-BOS position; `bos_outputs_BxD` at BOS and on probes,
-  used only for values no checked position takes, e.g. a SelectorWidth's
-  width 0, which no input has)."""
+  """The atoms an MLP writes: per independent part of its output rows (a
+  component of their linear matroid) that reaches outside the known atoms'
+  span, the distinct vectors that part writes (its neurons' activations
+  times their rows: `hidden_PxM` at every checked non-BOS position;
+  `bos_hidden_BxM` at BOS and on probes, used only for values no checked
+  position takes, e.g. a SelectorWidth's width 0, which no input has).
+
+  A part's vectors are taken whole, not projected off the known span: under
+  a non-orthogonal basis change that projection would mix in directions that
+  later modules read. What a whole vector carries along known atoms is what
+  tracr's MLP cleans up (a SelectorWidth zeroes its head's direction), which
+  nothing later reads."""
   empty = np.zeros((0, output_rows_MxD.shape[1]))
   scale = np.linalg.norm(output_rows_MxD, axis=1).max(initial=0)
   if scale <= 0:
     return empty
-  fresh_MxD = _new_directions(output_rows_MxD, atoms, tolerance)
-  live = np.linalg.norm(fresh_MxD, axis=1) > tolerance * scale
-  rows = fresh_MxD[live]
-  parts = []
-  for component in matroid_components(rows, tolerance):
-    span = rows[component]
-    rank = _rank(span, tolerance)
-    _, _, right_VxD = np.linalg.svd(span)
-    parts.append(right_VxD[:rank])
-  if not parts:
-    return empty
-  known = len(atoms.vectors_KxD)
-  bases = np.concatenate([atoms.vectors_KxD] + parts)
-  project = lambda out_NxD: np.linalg.lstsq(bases.T, out_NxD.T,
-                                            rcond=None)[0][known:]
-  coefficients, bos_coefficients = project(outputs_PxD), project(
-      bos_outputs_BxD)
-  found, start = [], 0
-  for part in parts:
-    end = start + len(part)
-    distinct = _distinct(coefficients[start:end].T @ part, 1e-3)
-    if len(distinct) < len(part):
-      extra = _distinct(bos_coefficients[start:end].T @ part, 1e-3)
-      for vector in extra:
-        if len(distinct) < len(part) and all(
-            np.linalg.norm(vector - d) > 1e-3 * np.linalg.norm(d)
-            for d in distinct):
-          distinct = np.concatenate([distinct, vector[None]])
-    start = end
-    if len(part) == 1:
+  live = np.flatnonzero(np.linalg.norm(output_rows_MxD, axis=1)
+                        > tolerance * scale)
+  fresh_MxD = _new_directions(output_rows_MxD[live], atoms, tolerance)
+  close = max(tolerance, 1e-3)
+  found = []
+  for component in matroid_components(fresh_MxD, tolerance):
+    new_rank = _rank(fresh_MxD[component], tolerance)
+    if not np.linalg.norm(fresh_MxD[component], axis=1).max() > (
+        tolerance * scale):
+      continue  # Writes only along known atoms.
+    neurons = live[component]
+    rows = output_rows_MxD[neurons]
+    # Told apart by what they write outside the known span: a value may be
+    # written with different clean-ups of known atoms (at BOS, on probes).
+    fresh = lambda pieces_NxD: _new_directions(pieces_NxD, atoms, tolerance)
+    pieces = hidden_PxM[:, neurons] @ rows
+    distinct, sizes = _distinct(pieces, close, fresh(pieces))
+    if len(distinct) > new_rank and (sizes[:new_rank].sum()
+                                     >= _MAJORITY * sizes.sum()):
+      # Noisy weights: most outputs near one of a few vectors, the rest
+      # between them (a ramp neuron half on). The few are the values.
+      distinct = distinct[:new_rank]
+    probed = bos_hidden_BxM[:, neurons] @ rows
+    for vector in _distinct(probed, close, fresh(probed))[0]:
+      if len(distinct) < new_rank and all(
+          np.linalg.norm(fresh(vector[None] - d[None])) > close * np.linalg.norm(d)
+          for d in distinct):
+        distinct = np.concatenate([distinct, vector[None]])
+    if new_rank == 1:
       if len(distinct) == 1:  # One value (or 0 and one): that vector.
         found.append(distinct)
       elif len(distinct) > 1:  # A numerical variable: one direction.
-        largest = distinct[np.argmax(np.abs(distinct @ part[0]))]
-        found.append(part * np.sign(largest @ part[0]))
+        largest = distinct[np.argmax(np.linalg.norm(distinct, axis=1))]
+        found.append((largest / np.linalg.norm(largest))[None])
       continue
-    if len(distinct) != len(part) or _rank(distinct, tolerance) != len(part):
-      raise ReadoutError(f"an MLP writes a {len(part)}-direction part that "
+    if len(distinct) != new_rank or _rank(distinct, tolerance) != new_rank:
+      raise ReadoutError(f"an MLP writes a {new_rank}-direction part that "
                          f"takes {len(distinct)} distinct values on the "
                          "check inputs, not one per direction")
     found.append(distinct)
   return np.concatenate(found) if found else empty
 
 
-def _check_positions(model: saved.SavedModel, params: Params,
-                     seed: int) -> list[tuple]:
+def _check_positions(model: saved.SavedModel, seed: int) -> list[tuple]:
   return [tuple(xs) for xs in inputs_lib.check_inputs(
       np.random.default_rng(seed), list(model.vocab), model.max_seq_len,
       _NUM_CHECK_INPUTS, _NUM_CHECK_INPUTS)]
 
 
-def _mlp_outputs(params: Params, model: saved.SavedModel,
+def _mlp_hidden(params: Params, model: saved.SavedModel,
                  check_inputs: Sequence[tuple], layer: int,
                  probe_atoms_NxD: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
-  """Layer `layer`'s MLP output at every non-BOS position of the inputs,
+  """Layer `layer`'s MLP activations at every non-BOS position of the inputs,
   and at every BOS position and on probes: a token row (tracr's `one` to an
   MLP that does not read tokens) plus one of `probe_atoms_NxD` (a head's
-  atom of this layer at 1: a SelectorWidth of width 0)."""
+  atom of this layer) at 1/(w+1) for w = 0..max_seq_len: a SelectorWidth
+  of every width, also those no check input has."""
   truncated = {k: v for k, v in params.items()
                if not k.startswith("transformer/layer_")
                or int(k.split("/")[1].split("_")[1]) < layer
@@ -255,12 +273,15 @@ def _mlp_outputs(params: Params, model: saved.SavedModel,
   second = params[params_lib.mlp_key(layer, "linear_2")]
   mask_BxT = np.arange(residual_BxTxD.shape[1]) < lengths_B[:, None]
   mask_BxT[:, 0] = False
-  run = lambda residual_PxD: np.maximum(
-      residual_PxD @ first["w"] + first["b"], 0) @ second["w"] + second["b"]
+  hidden = lambda residual_PxD: np.maximum(
+      residual_PxD @ first["w"] + first["b"], 0)
   token_VxD = params["token_embed"]["embeddings"]
   plain = token_VxD[model.input_tokens.index(model.vocab[0])]
-  probes = np.concatenate([residual_BxTxD[:, 0], plain + probe_atoms_NxD])
-  return run(residual_BxTxD[mask_BxT]), run(probes)
+  # A SelectorWidth head puts 1/(w+1) of its atom where w positions match.
+  shares = 1.0 / np.arange(1, model.max_seq_len + 2)
+  probes = np.concatenate([residual_BxTxD[:, 0]] + [
+      plain + share * probe_atoms_NxD for share in shares])
+  return hidden(residual_BxTxD[mask_BxT]), hidden(probes)
 
 
 def _zero_mlp(truncated: Params, layer: int, params: Params) -> Params:
@@ -273,12 +294,12 @@ def _zero_mlp(truncated: Params, layer: int, params: Params) -> Params:
   return result
 
 
-def find_atoms(model: saved.SavedModel, params: Params,
-               tolerance: float, seed: int = 0) -> Atoms:
-  """Every residual direction tracr's modules write, in writing order."""
+def find_atoms(model: saved.SavedModel, params: Params, tolerance: float,
+               check_inputs: Sequence[tuple]) -> Atoms:
+  """Every residual direction tracr's modules write, in writing order (the
+  MLPs' from their outputs on `check_inputs`)."""
   atoms = embedding_atoms(params)
   num_layers = params_lib.check_params(params).num_layers
-  check_inputs = _check_positions(model, params, seed)
   for layer in range(num_layers):
     query = params[params_lib.attn_key(layer, "query")]["w"]
     key_size = query.shape[1] // model.num_heads
@@ -291,7 +312,7 @@ def find_atoms(model: saved.SavedModel, params: Params,
                                         tolerance))
     second = params[params_lib.mlp_key(layer, "linear_2")]["w"]
     atoms = atoms.extended(mlp_atoms(
-        second, *_mlp_outputs(params, model, check_inputs, layer,
+        second, *_mlp_hidden(params, model, check_inputs, layer,
                               atoms.vectors_KxD[before:]), atoms, tolerance))
   if _rank(atoms.vectors_KxD, tolerance) != len(atoms.vectors_KxD):
     raise ReadoutError("the residual directions found are not independent")
@@ -321,12 +342,16 @@ def _split_one(rows_KxW: np.ndarray, tokens: int, bos_row: int,
   return np.concatenate([one_W[None], token_TxW, rows_KxW[tokens:]])
 
 
-def _denoise(matrix: np.ndarray) -> np.ndarray:
-  """Entries at the noise level set to 0, and near a multiple of 1/2 moved
-  onto it: tracr writes round numbers, noise is small."""
+def _cleaned(matrix: np.ndarray, noisy: bool) -> np.ndarray:
+  """`matrix` with its absent entries set to 0: rounding error (exact
+  weights) or, for noisy weights, entries at the noise level (most entries
+  of a tracr matrix are 0, so its median magnitude is the noise), and the
+  rest near a multiple of 1/2 moved onto it (tracr writes round numbers)."""
   magnitude = np.abs(matrix)
   if not magnitude.size or magnitude.max() == 0:
     return matrix
+  if not noisy:
+    return np.where(magnitude <= _ROUNDING * magnitude.max(), 0.0, matrix)
   floor = max(_NOISE_FACTOR * float(np.median(magnitude)),
               1e-9 * float(magnitude.max()))
   result = np.where(magnitude <= floor, 0.0, matrix)
@@ -334,18 +359,37 @@ def _denoise(matrix: np.ndarray) -> np.ndarray:
   return np.where(np.abs(result - nearest) <= floor, nearest, result)
 
 
-def in_atom_basis(model: saved.SavedModel, params: Params,
-                  atoms: Atoms) -> saved.SavedModel:
+def _factored(product_DxE: np.ndarray, width: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+  """Two factors [D, width] and [width, E] of `product_DxE` (rank at most
+  `width` once cleaned): a head's query-key or value-output pair is fixed
+  only up to an invertible map of its dimensions, its product exactly."""
+  left, singular, right = np.linalg.svd(product_DxE, full_matrices=False)
+  root = np.sqrt(singular[:width])
+  first = np.zeros((product_DxE.shape[0], width))
+  second = np.zeros((width, product_DxE.shape[1]))
+  first[:, :len(root)] = left[:, :width] * root
+  second[:len(root)] = root[:, None] * right[:width]
+  return first, second
+
+
+def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
+                  noisy: bool = False) -> saved.SavedModel:
   """The model rewritten in the atoms' basis (`one` first, then the atoms),
-  with its output decoded from residual directions as tracr's is."""
+  with its output decoded from residual directions as tracr's is. For
+  `noisy` weights each head's query-key and value-output products are
+  cleaned and factored again (the factors alone are not tracr's: a
+  per-head map mixes them)."""
   vectors_KxD = atoms.vectors_KxD
   num_atoms, tokens = len(vectors_KxD), atoms.tokens
   width = 1 + num_atoms
   bos_row = model.input_tokens.index(model.compiler_bos)
-  solve = lambda writer_NxD: np.linalg.lstsq(
-      vectors_KxD.T, writer_NxD.T, rcond=None)[0].T
-  write = lambda writer_NxD: _denoise(np.concatenate(
-      [np.zeros((len(writer_NxD), 1)), solve(writer_NxD)], axis=1))
+  clean = lambda matrix: _cleaned(matrix, noisy)
+  solve = lambda writer_NxD: np.concatenate(
+      [np.zeros((len(writer_NxD), 1)), np.linalg.lstsq(
+          vectors_KxD.T, writer_NxD.T, rcond=None)[0].T], axis=1)
+  read = lambda reader_DxN, reads_one: _split_one(
+      vectors_KxD @ reader_DxN, tokens, bos_row, reads_one)
   new: Params = {}
   token_embed = np.zeros((tokens, width))
   token_embed[:, 0] = 1.0
@@ -359,31 +403,40 @@ def in_atom_basis(model: saved.SavedModel, params: Params,
   new["pos_embed"] = {"embeddings": position}
   num_layers = params_lib.check_params(params).num_layers
   for layer in range(num_layers):
-    for name, reads_one in (("query", "bos"), ("key", "never"),
-                            ("value", "never")):
-      key = params_lib.attn_key(layer, name)
-      new[key] = {"w": _denoise(_split_one(
-          vectors_KxD @ params[key]["w"], tokens, bos_row, reads_one)),
-                  "b": _denoise(params[key]["b"])}
-    key = params_lib.attn_key(layer, "linear")
-    new[key] = {"w": write(params[key]["w"]),
-                "b": write(params[key]["b"][None])[0]}
+    attn = lambda name: params[params_lib.attn_key(layer, name)]
+    query, key = read(attn("query")["w"], "bos"), read(attn("key")["w"],
+                                                       "never")
+    value, output = read(attn("value")["w"], "never"), solve(
+        attn("linear")["w"])
+    if noisy:
+      key_size = query.shape[1] // model.num_heads
+      for head in range(model.num_heads):
+        part = slice(head * key_size, (head + 1) * key_size)
+        query[:, part], key_part_T = _factored(
+            clean(query[:, part] @ key[:, part].T), key_size)
+        key[:, part] = key_part_T.T
+        value[:, part], output[part] = _factored(
+            clean(value[:, part] @ output[part]), key_size)
+    for name, matrix in (("query", query), ("key", key), ("value", value),
+                         ("linear", output)):
+      bias = attn(name)["b"]
+      new[params_lib.attn_key(layer, name)] = {
+          "w": clean(matrix),
+          "b": clean(solve(bias[None])[0] if name == "linear" else bias)}
     first_key = params_lib.mlp_key(layer, "linear_1")
     second_key = params_lib.mlp_key(layer, "linear_2")
-    first_DxM = _split_one(vectors_KxD @ params[first_key]["w"], tokens,
-                           bos_row, "neuron")
-    second_MxD = np.concatenate([np.zeros((len(params[second_key]["w"]), 1)),
-                                 solve(params[second_key]["w"])], axis=1)
+    first_DxM = read(params[first_key]["w"], "neuron")
+    second_MxD = solve(params[second_key]["w"])
     # Neuron scaling is a symmetry: each neuron's largest output weight 1.
     scale_M = np.abs(second_MxD).max(1)
     scale_M = np.where(scale_M > 0, scale_M, 1.0)
-    new[first_key] = {"w": _denoise(first_DxM * scale_M),
-                      "b": _denoise(params[first_key]["b"] * scale_M)}
-    new[second_key] = {"w": _denoise(second_MxD / scale_M[:, None]),
-                       "b": write(params[second_key]["b"][None])[0]}
-  return _with_output(model, new, _split_one(
-      vectors_KxD @ params[params_lib.UNEMBED]["w"], tokens, bos_row,
-      "never"), params[params_lib.UNEMBED]["b"])
+    new[first_key] = {"w": clean(first_DxM * scale_M),
+                      "b": clean(params[first_key]["b"] * scale_M)}
+    new[second_key] = {"w": clean(second_MxD / scale_M[:, None]),
+                       "b": clean(solve(params[second_key]["b"][None])[0])}
+  return _with_output(model, new, read(params[params_lib.UNEMBED]["w"],
+                                       "never"),
+                      params[params_lib.UNEMBED]["b"])
 
 
 def _with_output(model: saved.SavedModel, params: Params,
@@ -422,30 +475,36 @@ def _with_output(model: saved.SavedModel, params: Params,
       token_order=model.token_order)
 
 
-def to_tracr_basis(model: saved.SavedModel,
-                   tolerance: Optional[float] = None) -> saved.SavedModel:
+def _same_outputs(model: saved.SavedModel, rewritten: saved.SavedModel,
+                  check_inputs: Sequence[tuple]) -> bool:
+  run = lambda m: forward.outputs(m.params, m.num_heads, m.input_tokens,
+                                  m.output, check_inputs, m.compiler_bos,
+                                  m.causal)
+  return all(compare.same_output(expected, got, model.output.numerical)
+             for expected, got in zip(run(model), run(rewritten)))
+
+
+def to_tracr_basis(model: saved.SavedModel) -> saved.SavedModel:
   """`model` with its residual stream in tracr's basis (module doc).
 
-  `tolerance`: relative size below which a direction or singular value is
-  absent (default 1e-6, or 1e-2 for weights with noise, judged by how far
-  the embeddings' rows are from their own span's round numbers).
+  First as an exact basis change of tracr's weights (directions absent
+  below `_EXACT_TOLERANCE` relative), kept when the rewritten model gives
+  the same outputs on the check inputs; else as noisy weights (absent
+  below `_NOISY_TOLERANCE`, small entries cleaned), whose rewrite is judged
+  later, by the program's agreement with the weights.
   """
   if params_lib.UNEMBED not in model.params:
     return model
   if model.num_heads is None:
     raise ReadoutError("the number of heads is unknown")
   params = _float64(model)
-  if tolerance is None:
-    tolerance = 1e-6 if _exact(params) else 3e-2
-  atoms = find_atoms(model, params, tolerance)
-  return in_atom_basis(model, params, atoms)
-
-
-def _exact(params: Params) -> bool:
-  """Whether the weights are an exact basis change of tracr's: the token
-  rows are then `one` + one direction each, so every difference of two
-  token rows has the same norm relative to... (orthogonal) — or more simply,
-  the position rows that write nothing are exactly zero."""
-  position_NxD = params["pos_embed"]["embeddings"]
-  norms = np.linalg.norm(position_NxD, axis=1)
-  return bool(norms.min() <= 1e-9 * norms.max())
+  check_inputs = _check_positions(model, seed=0)
+  try:
+    atoms = find_atoms(model, params, _EXACT_TOLERANCE, check_inputs)
+    rewritten = in_atom_basis(model, params, atoms)
+    if _same_outputs(model, rewritten, check_inputs[:_NUM_SAME_OUTPUTS]):
+      return rewritten
+  except ReadoutError:
+    pass
+  atoms = find_atoms(model, params, _NOISY_TOLERANCE, check_inputs)
+  return in_atom_basis(model, params, atoms, noisy=True)

@@ -33,6 +33,7 @@ beam_widths = _load("beam_widths")
 input_pipeline = _load("input_pipeline")
 train_speed = _load("train_speed")
 read_split = _load("read_split")
+weight_ladder = _load("weight_ladder")
 
 
 def _entry(name: str):
@@ -182,3 +183,14 @@ def test_train_speed_times_the_step_and_the_loop():
   assert train_speed.peak_flops("NVIDIA H100 PCIe") == 756e12
   assert train_speed.peak_flops("TPU v5 lite") == 197e12
   assert train_speed.peak_flops("cpu") is None
+
+
+def test_weight_ladder_reads_a_lib_program_through_an_invertible_map():
+  options = ml_collections.ConfigDict({"num_check_inputs": 20,
+                                       "exhaustive_limit": 200})
+  cases = weight_ladder.stock_cases("lib", [_entry("make_hist()")], options)
+  results = [weight_ladder.run_case(cases[0], rung, seed=1, options=options)
+             for rung in ("R0", "R2-invertible")]
+  summary = weight_ladder.summarize(results)
+  assert summary["kept"] == summary["functional"] == summary["verified"] == 2
+  assert summary["wrong"] == 0 and summary["agreement"] == 1.0

@@ -180,15 +180,46 @@ def _distinct(vectors_NxD: np.ndarray, tolerance: float,
           np.array([len(members[i]) for i in order], int))
 
 
-def mlp_atoms(output_rows_MxD: np.ndarray, hidden_PxM: np.ndarray,
-              bos_hidden_BxM: np.ndarray, atoms: Atoms,
-              tolerance: float) -> np.ndarray:
+def _with_constant_parts_joined(components: list[list[int]],
+                                pieces_of, reads_KxM: np.ndarray,
+                                tolerance: float) -> list[list[int]]:
+  """`components` with each one that writes the same nonzero vector at every
+  checked position joined to the one other component whose neurons read the
+  same atoms (or, for one reading none, to the only other component):
+  tracr's numerical-to-categorical MLP writes its smallest
+  value's direction from an always-on neuron and each step up as
+  (next value - previous value), so only their sum is the variable."""
+  reads = lambda component: frozenset(np.flatnonzero(
+      np.abs(reads_KxM[:, component]).max(1)
+      > tolerance * max(np.abs(reads_KxM[:, component]).max(), 1e-30)))
+  constant = []
+  for component in components:
+    pieces, close, keys = pieces_of(component)
+    _, sizes = _distinct(pieces, close, keys)
+    constant.append(len(sizes) == 1 and sizes[0] == len(pieces))
+  groups = [list(c) for c, fixed in zip(components, constant) if not fixed]
+  for component, fixed in zip(components, constant):
+    if not fixed:
+      continue
+    partners = [group for group in groups
+                if reads(group) & reads(component) or not reads(component)]
+    if len(partners) == 1:
+      partners[0].extend(component)
+    else:
+      groups.append(list(component))
+  return groups
+
+
+def mlp_atoms(output_rows_MxD: np.ndarray, reads_KxM: np.ndarray,
+              hidden_PxM: np.ndarray, bos_hidden_BxM: np.ndarray,
+              atoms: Atoms, tolerance: float) -> np.ndarray:
   """The atoms an MLP writes: per independent part of its output rows (a
-  component of their linear matroid) that reaches outside the known atoms'
-  span, the distinct vectors that part writes (its neurons' activations
-  times their rows: `hidden_PxM` at every checked non-BOS position;
-  `bos_hidden_BxM` at BOS and on probes, used only for values no checked
-  position takes, e.g. a SelectorWidth's width 0, which no input has).
+  component of their linear matroid; `_with_constant_parts_joined`) that
+  reaches outside the known atoms' span, the distinct vectors that part
+  writes (its neurons' activations times their rows: `hidden_PxM` at every
+  checked non-BOS position; `bos_hidden_BxM` at BOS and on probes, used only
+  for values no checked position takes, e.g. a SelectorWidth's width 0,
+  which no input has). `reads_KxM` is what each neuron reads of each atom.
 
   A part's vectors are taken whole, not projected off the known span: under
   a non-orthogonal basis change that projection would mix in directions that
@@ -203,25 +234,34 @@ def mlp_atoms(output_rows_MxD: np.ndarray, hidden_PxM: np.ndarray,
                         > tolerance * scale)
   fresh_MxD = _new_directions(output_rows_MxD[live], atoms, tolerance)
   close = max(tolerance, 1e-3)
+  # Told apart by what they write outside the known span: a value may be
+  # written with different clean-ups of known atoms (at BOS, on probes).
+  fresh = lambda pieces_NxD: _new_directions(pieces_NxD, atoms, tolerance)
+
+  def pieces_of(component: list[int]) -> tuple[np.ndarray, float, np.ndarray]:
+    pieces = hidden_PxM[:, live[component]] @ output_rows_MxD[live[component]]
+    return pieces, close, fresh(pieces)
+
   found = []
-  for component in matroid_components(fresh_MxD, tolerance):
+  for component in _with_constant_parts_joined(
+      matroid_components(fresh_MxD, tolerance), pieces_of, reads_KxM[:, live],
+      tolerance):
     new_rank = _rank(fresh_MxD[component], tolerance)
     if not np.linalg.norm(fresh_MxD[component], axis=1).max() > (
         tolerance * scale):
       continue  # Writes only along known atoms.
     neurons = live[component]
     rows = output_rows_MxD[neurons]
-    # Told apart by what they write outside the known span: a value may be
-    # written with different clean-ups of known atoms (at BOS, on probes).
-    fresh = lambda pieces_NxD: _new_directions(pieces_NxD, atoms, tolerance)
-    pieces = hidden_PxM[:, neurons] @ rows
-    distinct, sizes = _distinct(pieces, close, fresh(pieces))
+    distinct, sizes = _distinct(*pieces_of(component))
     if len(distinct) > new_rank and (sizes[:new_rank].sum()
                                      >= _MAJORITY * sizes.sum()):
       # Noisy weights: most outputs near one of a few vectors, the rest
       # between them (a ramp neuron half on). The few are the values.
       distinct = distinct[:new_rank]
     probed = bos_hidden_BxM[:, neurons] @ rows
+    # A neuron no check input fires may sit a rounding error above 0 on a
+    # probe: that is no value.
+    probed = probed[np.linalg.norm(fresh(probed), axis=1) > tolerance * scale]
     for vector in _distinct(probed, close, fresh(probed))[0]:
       if len(distinct) < new_rank and all(
           np.linalg.norm(fresh(vector[None] - d[None])) > close * np.linalg.norm(d)
@@ -310,9 +350,10 @@ def find_atoms(model: saved.SavedModel, params: Params, tolerance: float,
       part = slice(head * key_size, (head + 1) * key_size)
       atoms = atoms.extended(head_atoms(value[:, part] @ output[part], atoms,
                                         tolerance))
+    first = params[params_lib.mlp_key(layer, "linear_1")]["w"]
     second = params[params_lib.mlp_key(layer, "linear_2")]["w"]
     atoms = atoms.extended(mlp_atoms(
-        second, *_mlp_hidden(params, model, check_inputs, layer,
+        second, atoms.vectors_KxD @ first, *_mlp_hidden(params, model, check_inputs, layer,
                               atoms.vectors_KxD[before:]), atoms, tolerance))
   if _rank(atoms.vectors_KxD, tolerance) != len(atoms.vectors_KxD):
     raise ReadoutError("the residual directions found are not independent")

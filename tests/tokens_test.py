@@ -14,7 +14,7 @@ M, SM, SEL, AGG, SW = (Operator.MAP, Operator.SEQUENCE_MAP, Operator.SELECT,
                        Operator.AGGREGATE, Operator.SELECTOR_WIDTH)
 NUM = Encoding.NUMERICAL
 MAX_ROWS = 10
-NUM_ROUND_TRIPS = 2000  # ~20 ms each to sample (and compile) on one core.
+NUM_ROUND_TRIPS = 300  # ~0.17 s each to sample (and compile) on one core.
 
 
 def program(*rows) -> Program:

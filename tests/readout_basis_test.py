@@ -1,0 +1,124 @@
+"""readout.basis: tracr's residual directions found again in another basis.
+
+Small hand-built vectors here; whole models on the weight ladder in
+ladder_test.py.
+"""
+
+import chex
+import numpy as np
+import pytest
+from tracr.rasp import rasp
+
+from ladder import symmetries
+from readout import basis
+from readout.errors import ReadoutError
+from readout_helpers import compile_model
+
+TOLERANCE = 1e-6
+
+
+def _unit(size: int, *dims: int) -> np.ndarray:
+  vector = np.zeros(size)
+  vector[list(dims)] = 1.0
+  return vector
+
+
+def test_matroid_components_join_rows_held_together_by_a_dependence():
+  rows = np.stack([_unit(4, 0), _unit(4, 1), _unit(4, 0, 1), _unit(4, 2),
+                   -_unit(4, 3), 2 * _unit(4, 3)])
+  components = sorted(sorted(c) for c in basis.matroid_components(
+      rows, TOLERANCE))
+  assert components == [[0, 1, 2], [3], [4, 5]]
+
+
+def test_distinct_rows_come_as_means_most_members_first():
+  rows = np.stack([_unit(3, 1), _unit(3, 0), _unit(3, 1) + 1e-9,
+                   np.zeros(3), _unit(3, 1)])
+  means, sizes = basis._distinct(rows, 1e-3)
+  chex.assert_shape(means, (2, 3))
+  np.testing.assert_allclose(means, [_unit(3, 1), _unit(3, 0)], atol=1e-8)
+  assert sizes.tolist() == [3, 1]  # The zero row is no value.
+
+
+def test_a_head_writes_a_copy_a_numerical_mean_or_is_refused():
+  atoms = basis.Atoms(np.eye(4)[:3], tokens=2)
+  copy_DxD = np.zeros((4, 4))
+  copy_DxD[0, 3] = copy_DxD[1, 2] = 1.0  # atom 0 -> e3, atom 1 -> e2
+  np.testing.assert_allclose(basis.head_atoms(copy_DxD, atoms, TOLERANCE),
+                             [_unit(4, 3), _unit(4, 2)])
+  mean_DxD = np.zeros((4, 4))
+  mean_DxD[1, 3], mean_DxD[2, 3] = 2.0, 5.0  # Parallel images: a numerical
+  # mean, one direction at unit norm.
+  np.testing.assert_allclose(basis.head_atoms(mean_DxD, atoms, TOLERANCE),
+                             [_unit(4, 3)])
+  mixed_DxD = copy_DxD.copy()
+  mixed_DxD[2, 2] = mixed_DxD[2, 3] = 1.0  # Three images spanning two.
+  with pytest.raises(ReadoutError, match="neither a copy"):
+    basis.head_atoms(mixed_DxD, atoms, TOLERANCE)
+
+
+def _numerical_to_categorical_mlp():
+  """tracr's discretising MLP of x (atom 1) onto values v0 (e2) and v1 (e3):
+  an always-on neuron (reads atom 0, `one`) writes v0; two ramp neurons
+  write ±(v1 - v0) above the threshold. Activations at three positions:
+  x below, above and above the threshold."""
+  size = 4
+  step = _unit(size, 3) - _unit(size, 2)
+  rows_MxD = np.stack([_unit(size, 2), step, -step])
+  reads_KxM = np.array([[1.0, -0.5, -1.5], [0.0, 100.0, 100.0]])
+  hidden_PxM = np.array([[1.0, 0.0, 0.0], [1.0, 2.0, 1.0], [1.0, 3.0, 2.0]])
+  return rows_MxD, reads_KxM, hidden_PxM
+
+
+def test_an_always_on_neuron_joins_the_steps_it_starts_from():
+  rows_MxD, reads_KxM, hidden_PxM = _numerical_to_categorical_mlp()
+  atoms = basis.Atoms(np.eye(4)[:2], tokens=1)
+  found = basis.mlp_atoms(rows_MxD, reads_KxM, hidden_PxM,
+                          np.zeros((1, 3)), atoms, TOLERANCE)
+  # The values themselves, v0 and v1; not v0 and the step v1 - v0.
+  assert sorted(map(tuple, found)) == sorted([tuple(_unit(4, 2)),
+                                              tuple(_unit(4, 3))])
+
+
+def test_a_neuron_no_input_fires_is_no_value_on_a_probe():
+  size = 3
+  rows_MxD = np.stack([_unit(size, 1), _unit(size, 2)])
+  reads_KxM = np.array([[1.0, 1.0]])
+  hidden_PxM = np.array([[1.0, 0.0], [0.0, 0.0]])  # Neuron 1 never fires,
+  probes_BxM = np.array([[0.0, 1e-14]])  # but a rounding error on a probe.
+  found = basis.mlp_atoms(rows_MxD, reads_KxM, hidden_PxM, probes_BxM,
+                          basis.Atoms(np.eye(size)[:1], tokens=1), TOLERANCE)
+  np.testing.assert_allclose(found, [_unit(size, 1)])
+
+
+def test_factored_keeps_the_product():
+  rng = np.random.default_rng(0)
+  product_DxE = rng.normal(size=(6, 2)) @ rng.normal(size=(2, 5))
+  first, second = basis._factored(product_DxE, 3)
+  chex.assert_shape((first, second), ((6, 3), (3, 5)))
+  np.testing.assert_allclose(first @ second, product_DxE, atol=1e-12)
+
+
+def test_noisy_cleaning_drops_noise_and_snaps_to_halves():
+  matrix = np.zeros((20, 20))
+  matrix[0, 0], matrix[1, 1] = 1.0, 0.5
+  noisy = matrix + np.random.default_rng(0).normal(0, 1e-4, matrix.shape)
+  np.testing.assert_array_equal(basis._cleaned(noisy, noisy=True), matrix)
+  exact = matrix + 1e-12  # Exact weights: rounding error goes, nothing moves.
+  cleaned = basis._cleaned(exact, noisy=False)
+  np.testing.assert_array_equal(cleaned == 0, matrix == 0)
+  np.testing.assert_array_equal(cleaned[matrix != 0], exact[matrix != 0])
+
+
+def test_a_rotated_model_is_rewritten_with_tracrs_sparsity():
+  model = compile_model(rasp.numerical(rasp.Aggregate(
+      rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LEQ),
+      rasp.numerical(rasp.Map(lambda x: x / 4, rasp.tokens)),
+      default=0)), {1, 2, 3}, 4)
+  rotated = symmetries.rung(model, "R2-orthogonal", seed=3)
+  rewritten = basis.to_tracr_basis(rotated)
+  token_VxD = rewritten.params["token_embed"]["embeddings"]
+  # One `one` column and one direction per token, as tracr writes them.
+  assert np.all(token_VxD[:, 0] == 1)
+  assert np.count_nonzero(token_VxD) == 2 * len(token_VxD)
+  assert basis.to_tracr_basis(model) is model  # Already in tracr's basis.

@@ -9,7 +9,7 @@ tracr), the held-out realistic programs (bench/realistic_programs.py,
 stock tracr) and --num_sampled programs drawn by `rasp_gen.sampler` with
 configs/data.py's sampler from seed `SAMPLED_SEED` (no dataset uses that
 seed; nothing is tuned on these). Each model is moved to each rung by
-`ladder.symmetries.rung(model, rung, seed)` with a seed derived from --seed
+`ladder.rungs.rung(model, rung, seed)` with a seed derived from --seed
 and the program's position, so every number here is reproducible.
 
 Per (set, rung), over the programs stock tracr compiles:
@@ -48,7 +48,7 @@ from tracr.compiler import compiling
 from compiled import compare, forward, saved
 from compiled import inputs as inputs_lib
 from compiled.compiler import COMPILER_BOS, COMPILER_PAD
-from ladder import symmetries
+from ladder import rungs
 from meta_model import decompiler as decompiler_lib
 from meta_model.errors import UserError
 from rasp_gen import functional, sampler
@@ -154,7 +154,7 @@ def _agreement(sop, inputs, outputs, numerical: bool) -> float:
 
 def run_case(case: Case, rung: str, seed: int, options) -> Result:
   """Moves `case` to `rung`, decompiles it and checks the answer."""
-  moved = symmetries.rung(case.model, rung, seed)
+  moved = rungs.rung(case.model, rung, seed)
   numerical = case.model.output.numerical
   weights_outputs = _outputs(moved, case.inputs)
   program_agreement = _agreement(case.sop, case.inputs, weights_outputs,
@@ -220,10 +220,10 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   options = flags.FLAGS
-  unknown = set(options.rungs) - set(symmetries.RUNGS)
+  unknown = set(options.rungs) - set(rungs.RUNGS)
   if unknown:
     raise app.UsageError(f"unknown rungs {sorted(unknown)}; known: "
-                         f"{symmetries.RUNGS}")
+                         f"{rungs.RUNGS}")
   cases: list[Case] = []
   for set_name in options.sets:
     if set_name == "lib":
@@ -270,8 +270,8 @@ if __name__ == "__main__":
   flags.DEFINE_list("sets", ["lib", "realistic", "sampled"], "Program sets: "
                     "lib (tracr's lib.py), realistic (the held-out set), "
                     "sampled (--num_sampled drawn by the sampler).")
-  flags.DEFINE_list("rungs", list(symmetries.RUNGS), "Ladder rungs "
-                    "(ladder.symmetries.RUNGS).")
+  flags.DEFINE_list("rungs", list(rungs.RUNGS), "Ladder rungs "
+                    "(ladder.rungs.RUNGS).")
   flags.DEFINE_list("programs", [], "Only these programs (lib function or "
                     "realistic name, or sampled[i]); default all.")
   flags.DEFINE_integer("num_sampled", 40, "Programs drawn for the sampled "

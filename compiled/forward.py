@@ -72,11 +72,6 @@ def token_ids(tokens: Sequence[Any], inputs: Sequence[Sequence],
   return rows
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-  shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-  return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def _float64(params: Params) -> dict[str, dict[str, np.ndarray]]:
   return {module: {name: np.asarray(value, np.float64)
                    for name, value in module_params.items()}
@@ -86,6 +81,66 @@ def _float64(params: Params) -> dict[str, dict[str, np.ndarray]]:
 def _is_float64(params: Params) -> bool:
   return all(isinstance(v, np.ndarray) and v.dtype == np.float64
              for module in params.values() for v in module.values())
+
+
+def residual_streams(params: Params, token_ids_BxT, num_heads: int,
+                     allowed_BxTxT, xp: Any = np) -> list:
+  """The residual stream [B, T, d_model] after the embeddings and after
+  every module, in order: tracr's forward pass written once for numpy
+  (`forward`) and for jax.numpy (`xp=jnp`, differentiable: the ladder trains
+  compressions through it). `allowed_BxTxT` says which keys each query may
+  attend to."""
+  batch, seq_len = token_ids_BxT.shape
+  residual_BxTxD = (params["token_embed"]["embeddings"][token_ids_BxT]
+                    + params["pos_embed"]["embeddings"][:seq_len])
+  streams = [residual_BxTxD]
+  num_layers = sum(bool(_QUERY_KEY.fullmatch(k)) for k in params)
+
+  def linear(key: str, x):
+    # As one 2-D product: numpy's stacked matmul does not use BLAS.
+    flat = x.reshape(-1, x.shape[-1]) @ params[key]["w"] + params[key]["b"]
+    return flat.reshape(x.shape[:-1] + flat.shape[-1:])
+
+  for layer in range(num_layers):
+    attn = lambda name, x, l=layer: linear(
+        f"transformer/layer_{l}/attn/{name}", x)
+    width = params[f"transformer/layer_{layer}/attn/query"]["w"].shape[1]
+    key_size = width // num_heads
+    # [B, H, T, K]
+    split = lambda x: x.reshape(batch, seq_len, num_heads, key_size
+                                ).transpose(0, 2, 1, 3)
+    query_BxHxTxK = split(attn("query", residual_BxTxD))
+    key_BxHxTxK = split(attn("key", residual_BxTxD))
+    value_BxHxTxK = split(attn("value", residual_BxTxD))
+    logits_BxHxTxT = (query_BxHxTxK @ key_BxHxTxK.transpose(0, 1, 3, 2)
+                      / np.sqrt(key_size))
+    logits_BxHxTxT = xp.where(allowed_BxTxT[:, None], logits_BxHxTxT, -1e30)
+    shifted = xp.exp(logits_BxHxTxT
+                     - logits_BxHxTxT.max(axis=-1, keepdims=True))
+    weights_BxHxTxT = shifted / shifted.sum(axis=-1, keepdims=True)
+    heads_BxTxW = (weights_BxHxTxT @ value_BxHxTxK).transpose(
+        0, 2, 1, 3).reshape(batch, seq_len, width)
+    residual_BxTxD = residual_BxTxD + attn("linear", heads_BxTxW)
+    streams.append(residual_BxTxD)
+
+    mlp = lambda name, x, l=layer: linear(
+        f"transformer/layer_{l}/mlp/{name}", x)
+    hidden_BxTxM = xp.maximum(mlp("linear_1", residual_BxTxD), 0.0)
+    residual_BxTxD = residual_BxTxD + mlp("linear_2", hidden_BxTxM)
+    streams.append(residual_BxTxD)
+  return streams
+
+
+def allowed_keys(seq_len: int, causal: bool = False,
+                 lengths_B: Optional[np.ndarray] = None) -> np.ndarray:
+  """[B or 1, T, T]: which keys each query attends to (`forward`)."""
+  allowed_BxTxT = np.ones((1, seq_len, seq_len), bool)
+  if causal:
+    allowed_BxTxT = allowed_BxTxT & np.tril(allowed_BxTxT[0])
+  if lengths_B is not None:
+    allowed_BxTxT = allowed_BxTxT & (
+        np.arange(seq_len) < np.asarray(lengths_B)[:, None])[:, None, :]
+  return allowed_BxTxT
 
 
 def forward(params: Params, token_ids_BxT: np.ndarray, num_heads: int,
@@ -108,50 +163,12 @@ def forward(params: Params, token_ids_BxT: np.ndarray, num_heads: int,
   """
   p = params if _is_float64(params) else _float64(params)
   token_ids_BxT = np.asarray(token_ids_BxT)
-  batch, seq_len = token_ids_BxT.shape
-  pos_embed = p["pos_embed"]["embeddings"]
-  if seq_len > len(pos_embed):
+  seq_len = token_ids_BxT.shape[1]
+  if seq_len > len(p["pos_embed"]["embeddings"]):
     raise ValueError(f"{seq_len} positions, but pos_embed has "
-                     f"{len(pos_embed)} rows")
-  residual_BxTxD = (p["token_embed"]["embeddings"][token_ids_BxT]
-                    + pos_embed[:seq_len])
-  allowed_BxTxT = np.ones((1, seq_len, seq_len), bool)
-  if causal:
-    allowed_BxTxT = allowed_BxTxT & np.tril(allowed_BxTxT[0])
-  if lengths_B is not None:
-    allowed_BxTxT = allowed_BxTxT & (
-        np.arange(seq_len) < np.asarray(lengths_B)[:, None])[:, None, :]
-  num_layers = sum(bool(_QUERY_KEY.fullmatch(k)) for k in p)
-
-  def linear(key: str, x: np.ndarray) -> np.ndarray:
-    # As one 2-D product: numpy's stacked matmul does not use BLAS.
-    flat = x.reshape(-1, x.shape[-1]) @ p[key]["w"] + p[key]["b"]
-    return flat.reshape(x.shape[:-1] + flat.shape[-1:])
-
-  for layer in range(num_layers):
-    attn = lambda name, x, l=layer: linear(
-        f"transformer/layer_{l}/attn/{name}", x)
-    width = p[f"transformer/layer_{layer}/attn/query"]["w"].shape[1]
-    key_size = width // num_heads
-    # [B, H, T, K]
-    split = lambda x: x.reshape(batch, seq_len, num_heads, key_size
-                                ).transpose(0, 2, 1, 3)
-    query_BxHxTxK = split(attn("query", residual_BxTxD))
-    key_BxHxTxK = split(attn("key", residual_BxTxD))
-    value_BxHxTxK = split(attn("value", residual_BxTxD))
-    logits_BxHxTxT = (query_BxHxTxK @ key_BxHxTxK.transpose(0, 1, 3, 2)
-                      / np.sqrt(key_size))
-    weights_BxHxTxT = _softmax(
-        np.where(allowed_BxTxT[:, None], logits_BxHxTxT, -1e30))
-    heads_BxTxW = (weights_BxHxTxT @ value_BxHxTxK).transpose(
-        0, 2, 1, 3).reshape(batch, seq_len, width)
-    residual_BxTxD = residual_BxTxD + attn("linear", heads_BxTxW)
-
-    mlp = lambda name, x, l=layer: linear(
-        f"transformer/layer_{l}/mlp/{name}", x)
-    hidden_BxTxM = np.maximum(mlp("linear_1", residual_BxTxD), 0.0)
-    residual_BxTxD = residual_BxTxD + mlp("linear_2", hidden_BxTxM)
-  return residual_BxTxD
+                     f"{len(p['pos_embed']['embeddings'])} rows")
+  return residual_streams(p, token_ids_BxT, num_heads,
+                          allowed_keys(seq_len, causal, lengths_B))[-1]
 
 
 def decode(residual_BxTxD: np.ndarray, output: OutputDecoding,

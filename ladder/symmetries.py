@@ -17,14 +17,16 @@ from compiled.compiler import OutputDecoding
 Params = dict[str, dict[str, np.ndarray]]
 
 
-def _float64(model: saved.SavedModel) -> Params:
+def float64_params(model: saved.SavedModel) -> Params:
+  """A copy of the model's params in float64, to be changed in place."""
   return {module: {name: np.asarray(value, np.float64)
                    for name, value in leaves.items()}
           for module, leaves in model.params.items()}
 
 
-def _with_params(model: saved.SavedModel, params: Params,
-                 output: OutputDecoding) -> saved.SavedModel:
+def with_params(model: saved.SavedModel, params: Params,
+                output: OutputDecoding) -> saved.SavedModel:
+  """`model` with other params (and output decoding), all else kept."""
   return saved.SavedModel(
       params=params, vocab=model.vocab, max_seq_len=model.max_seq_len,
       compiler_bos=model.compiler_bos, compiler_pad=model.compiler_pad,
@@ -37,41 +39,50 @@ def with_unembedding(model: saved.SavedModel) -> saved.SavedModel:
   output dims become the columns of a selection matrix."""
   if params_lib.UNEMBED in model.params:
     return model
-  params = _float64(model)
+  params = float64_params(model)
   d_model = params["token_embed"]["embeddings"].shape[1]
   dims = model.output.dims
   select_DxO = np.zeros((d_model, len(dims)))
   select_DxO[list(dims), np.arange(len(dims))] = 1.0
   params[params_lib.UNEMBED] = {"w": select_DxO, "b": np.zeros(len(dims))}
   output = OutputDecoding((), model.output.values, model.output.numerical)
-  return _with_params(model, params, output)
+  return with_params(model, params, output)
 
 
 def _layers(params: Params) -> int:
-  return params_lib.check_params(params).num_layers
+  return sum(1 for key in params if key.endswith("/attn/query"))
+
+
+def fold(params: Params, writer_DxE, reader_ExD) -> Params:
+  """`params` with every residual writer (embeddings, attention and MLP
+  outputs, their biases) times `writer_DxE` and every reader (queries, keys,
+  values, MLP inputs, the unembedding) times `reader_ExD` from the left: the
+  model of residual stream `residual @ writer_DxE`. Exact for an invertible
+  map and its inverse; a compression for a projection (`ladder.compression`).
+  Only products and sums: numpy or jax arrays."""
+  folded = {module: dict(leaves) for module, leaves in params.items()}
+  for module in ("token_embed", "pos_embed"):
+    folded[module]["embeddings"] = params[module]["embeddings"] @ writer_DxE
+  for layer in range(_layers(params)):
+    for key in (params_lib.attn_key(layer, "query"),
+                params_lib.attn_key(layer, "key"),
+                params_lib.attn_key(layer, "value"),
+                params_lib.mlp_key(layer, "linear_1")):
+      folded[key]["w"] = reader_ExD @ params[key]["w"]
+    for key in (params_lib.attn_key(layer, "linear"),
+                params_lib.mlp_key(layer, "linear_2")):
+      folded[key]["w"] = params[key]["w"] @ writer_DxE
+      folded[key]["b"] = params[key]["b"] @ writer_DxE
+  folded[params_lib.UNEMBED]["w"] = reader_ExD @ params[params_lib.UNEMBED]["w"]
+  return folded
 
 
 def map_residual(model: saved.SavedModel,
                  map_DxD: np.ndarray) -> saved.SavedModel:
   """The model whose residual stream is `residual @ map_DxD` (invertible)."""
   model = with_unembedding(model)
-  params = _float64(model)
-  inverse_DxD = np.linalg.inv(map_DxD)
-  for module in ("token_embed", "pos_embed"):
-    params[module]["embeddings"] = params[module]["embeddings"] @ map_DxD
-  for layer in range(_layers(params)):
-    for name in ("query", "key", "value"):
-      leaves = params[params_lib.attn_key(layer, name)]
-      leaves["w"] = inverse_DxD @ leaves["w"]
-    mlp_in = params[params_lib.mlp_key(layer, "linear_1")]
-    mlp_in["w"] = inverse_DxD @ mlp_in["w"]
-    for key in (params_lib.attn_key(layer, "linear"),
-                params_lib.mlp_key(layer, "linear_2")):
-      params[key]["w"] = params[key]["w"] @ map_DxD
-      params[key]["b"] = params[key]["b"] @ map_DxD
-  unembed = params[params_lib.UNEMBED]
-  unembed["w"] = inverse_DxD @ unembed["w"]
-  return _with_params(model, params, model.output)
+  params = fold(float64_params(model), map_DxD, np.linalg.inv(map_DxD))
+  return with_params(model, params, model.output)
 
 
 def random_permutation(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -98,7 +109,7 @@ def map_heads(model: saved.SavedModel,
               rng: np.random.Generator) -> saved.SavedModel:
   """Each head's query/key by a random invertible M (W_Q M, W_K M⁻ᵀ) and
   value/output by a random invertible N (W_V N, N⁻¹ W_O)."""
-  params = _float64(model)
+  params = float64_params(model)
   for layer in range(_layers(params)):
     attn = lambda name: params[params_lib.attn_key(layer, name)]
     width = attn("query")["w"].shape[1]
@@ -114,13 +125,13 @@ def map_heads(model: saved.SavedModel,
         attn(name)["b"][part] = attn(name)["b"][part] @ matrix
       attn("linear")["w"][part] = (np.linalg.inv(value_output)
                                    @ attn("linear")["w"][part])
-  return _with_params(model, params, model.output)
+  return with_params(model, params, model.output)
 
 
 def scale_neurons(model: saved.SavedModel,
                   rng: np.random.Generator) -> saved.SavedModel:
   """Each MLP's hidden neurons permuted and scaled by factors in [0.5, 2]."""
-  params = _float64(model)
+  params = float64_params(model)
   for layer in range(_layers(params)):
     first = params[params_lib.mlp_key(layer, "linear_1")]
     second = params[params_lib.mlp_key(layer, "linear_2")]
@@ -130,48 +141,17 @@ def scale_neurons(model: saved.SavedModel,
     first["w"] = first["w"][:, order] * scale
     first["b"] = first["b"][order] * scale
     second["w"] = second["w"][order] / scale[:, None]
-  return _with_params(model, params, model.output)
+  return with_params(model, params, model.output)
 
 
 def add_noise(model: saved.SavedModel, relative_std: float,
               rng: np.random.Generator) -> saved.SavedModel:
   """N(0, (relative_std · rms)²) on every parameter, rms that of the
   module's weight matrix (so zero biases get noise too)."""
-  params = _float64(model)
+  params = float64_params(model)
   for module, leaves in params.items():
     weight = leaves.get("w", leaves.get("embeddings"))
     std = relative_std * float(np.sqrt(np.mean(weight ** 2)))
     for name in leaves:
       leaves[name] = leaves[name] + rng.normal(0, std, leaves[name].shape)
-  return _with_params(model, params, model.output)
-
-
-def _d_model(model: saved.SavedModel) -> int:
-  return model.params["token_embed"]["embeddings"].shape[1]
-
-
-RUNGS = ("R0", "R1", "R2-orthogonal", "R2-invertible", "R3-0.001", "R3-0.01")
-
-
-def rung(model: saved.SavedModel, name: str, seed: int) -> saved.SavedModel:
-  """`model` moved to the ladder's rung `name` (`RUNGS`), reproducibly from
-  `seed`. R1: residual permutation, per-head maps, neuron scaling; R2: R1
-  then an orthogonal, or a general invertible (condition number 100), map of
-  the residual; R3-σ: R2-orthogonal plus noise of σ times each matrix's rms.
-  """
-  if name not in RUNGS:
-    raise ValueError(f"unknown rung {name!r}; expected one of {RUNGS}")
-  rng = np.random.default_rng(seed)
-  if name == "R0":
-    return model
-  size = _d_model(model)
-  moved = map_residual(scale_neurons(map_heads(model, rng), rng),
-                       random_permutation(rng, size))
-  if name == "R1":
-    return moved
-  if name == "R2-orthogonal":
-    return map_residual(moved, random_orthogonal(rng, size))
-  if name == "R2-invertible":
-    return map_residual(moved, random_invertible(rng, size))
-  return add_noise(map_residual(moved, random_orthogonal(rng, size)),
-                   float(name.split("-")[1]), rng)
+  return with_params(model, params, model.output)

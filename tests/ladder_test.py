@@ -1,6 +1,8 @@
 """The weight ladder keeps the function, and the read-out reads through it."""
 
 import chex
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from tracr.compiler import lib
@@ -10,7 +12,7 @@ import readout_helpers
 from compiled import forward, verify
 from compiled import inputs as inputs_lib
 from compiled import params as params_lib
-from ladder import symmetries
+from ladder import compression, rungs, symmetries
 from rasp_gen import convert
 from readout import program as program_pass
 
@@ -38,7 +40,7 @@ def _outputs(model, inputs):
 @pytest.mark.parametrize("rung", EXACT_RUNGS)
 def test_exact_rungs_keep_the_function_and_the_shapes(rung):
   _, model = _model("hist")
-  moved = symmetries.rung(model, rung, seed=3)
+  moved = rungs.rung(model, rung, seed=3)
   inputs = inputs_lib.check_inputs(np.random.default_rng(0),
                                    list(model.vocab), model.max_seq_len,
                                    50, 200)
@@ -56,13 +58,13 @@ def test_exact_rungs_keep_the_function_and_the_shapes(rung):
 
 def test_rungs_are_reproducible_from_their_seed():
   _, model = _model("hist")
-  a, b = (symmetries.rung(model, "R2-invertible", seed=7) for _ in range(2))
-  c = symmetries.rung(model, "R2-invertible", seed=8)
+  a, b = (rungs.rung(model, "R2-invertible", seed=7) for _ in range(2))
+  c = rungs.rung(model, "R2-invertible", seed=8)
   embed = lambda m: m.params["token_embed"]["embeddings"]
   np.testing.assert_array_equal(embed(a), embed(b))
   assert not np.allclose(embed(a), embed(c))
   with pytest.raises(ValueError, match="unknown rung"):
-    symmetries.rung(model, "R9", seed=0)
+    rungs.rung(model, "R9", seed=0)
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
@@ -70,13 +72,13 @@ def test_the_read_program_does_not_depend_on_the_basis(name):
   _, model = _model(name)
   expected = str(program_pass.read_program(model))
   for seed, rung in enumerate(EXACT_RUNGS):
-    moved = symmetries.rung(model, rung, seed=seed)
+    moved = rungs.rung(model, rung, seed=seed)
     assert str(program_pass.read_program(moved)) == expected, rung
 
 
 def test_verification_in_another_basis_is_by_behaviour_and_linear_structure():
   sop, model = _model("sort_unique")
-  moved = symmetries.rung(model, "R2-invertible", seed=1)
+  moved = rungs.rung(model, "R2-invertible", seed=1)
   reference = verify.reference(moved, exhaustive_limit=10, num_random=40)
   assert not reference.exhaustive
   assert verify.verify_against(reference, sop).verified
@@ -87,3 +89,47 @@ def test_verification_in_another_basis_is_by_behaviour_and_linear_structure():
   shifted = rasp.categorical(rasp.Map(lambda x: x + 1, sop))
   result = verify.verify_against(reference, shifted)
   assert not result.verified and result.first_difference is not None
+
+
+def test_a_projection_onto_the_whole_stream_changes_nothing():
+  _, model = _model("hist")
+  params = symmetries.float64_params(symmetries.with_unembedding(model))
+  d_model = params["token_embed"]["embeddings"].shape[1]
+  rotation_DxD = symmetries.random_orthogonal(np.random.default_rng(0),
+                                              d_model)
+  folded = symmetries.with_params(
+      model, symmetries.fold(params, rotation_DxD, rotation_DxD.T),
+      symmetries.with_unembedding(model).output)
+  inputs = [(1, 2, 3), (3, 3), (2,)]
+  assert _outputs(folded, inputs) == _outputs(model, inputs)
+
+
+def test_compression_narrows_the_stream_and_keeps_a_simple_map():
+  program = rasp.categorical(rasp.Map(lambda x: x % 3, rasp.tokens))
+  model = readout_helpers.compile_model(program, {0, 1, 2, 3, 4, 5}, 3)
+  d_model = model.params["token_embed"]["embeddings"].shape[1]
+  compressed = rungs.rung(model, "R4-0.5", seed=0)
+  width = compression.compressed_width(model, 0.5)
+  assert width == -(-d_model // 2)
+  chex.assert_shape(compressed.params["token_embed"]["embeddings"],
+                    (model.params["token_embed"]["embeddings"].shape[0],
+                     width))
+  chex.assert_shape(compressed.params["unembed"]["w"], (width, 3))
+  inputs = inputs_lib.check_inputs(np.random.default_rng(0), list(range(6)),
+                                   3, 200, 400)
+  assert _outputs(compressed, inputs) == [[x % 3 for x in xs]
+                                          for xs in inputs]
+
+
+def test_the_forward_pass_is_the_same_in_jax():
+  _, model = _model("frac_prevs")
+  token_ids = forward.token_ids(model.input_tokens, [("a", "b", "a")],
+                                model.compiler_bos)
+  allowed = forward.allowed_keys(token_ids.shape[1])
+  params = symmetries.float64_params(model)
+  as_jax = jax.tree.map(jnp.asarray, params)
+  for numpy_stream, jax_stream in zip(
+      forward.residual_streams(params, token_ids, model.num_heads, allowed),
+      forward.residual_streams(as_jax, token_ids, model.num_heads, allowed,
+                               jnp)):
+    np.testing.assert_allclose(numpy_stream, jax_stream, atol=1e-5)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tracr.rasp import rasp
 
-from ladder import symmetries
+from ladder import rungs
 from readout import basis
 from readout.errors import ReadoutError
 from readout_helpers import compile_model
@@ -115,7 +115,7 @@ def test_a_rotated_model_is_rewritten_with_tracrs_sparsity():
       rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LEQ),
       rasp.numerical(rasp.Map(lambda x: x / 4, rasp.tokens)),
       default=0)), {1, 2, 3}, 4)
-  rotated = symmetries.rung(model, "R2-orthogonal", seed=3)
+  rotated = rungs.rung(model, "R2-orthogonal", seed=3)
   rewritten = basis.to_tracr_basis(rotated)
   token_VxD = rewritten.params["token_embed"]["embeddings"]
   # One `one` column and one direction per token, as tracr writes them.

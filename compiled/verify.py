@@ -63,8 +63,10 @@ from compiled.inputs import EXHAUSTIVE_LIMIT, NUM_CHECK_INPUTS
 DECIMALS = 4
 # A model in another basis (with an unembedding) must have a residual stream
 # that one linear map of the compiled program's explains to this relative
-# error (float32 weights; an exact basis change leaves ~1e-7).
-LINEAR_IMAGE_TOLERANCE = 1e-4
+# error: an exact basis change leaves ~1e-7, tracr's weights with N(0, σ·rms)
+# noise about σ/5 (measured at σ = 1e-3 and 1e-2); a program of another
+# structure misses whole directions (order 1).
+LINEAR_IMAGE_TOLERANCE = 2e-2
 
 ModelLike = Union[saved.SavedModel, str, os.PathLike, Any]
 

@@ -42,7 +42,6 @@ from readout.errors import ReadoutError
 
 Params = dict[str, dict[str, np.ndarray]]
 
-_RELATIVE_ZERO = 1e-6  # Below this times a module's largest vector: nothing.
 _NOISE_FACTOR = 8.0  # Entries under this times a matrix's median are noise.
 _ROUNDING = 1e-8  # Exact weights: entries below this times the largest are 0.
 _NUM_CHECK_INPUTS = 2000
@@ -50,6 +49,7 @@ _NUM_SAME_OUTPUTS = 300  # Check inputs an exact rewrite must reproduce.
 _EXACT_TOLERANCE = 1e-6
 _MAJORITY = 0.9  # Share of an MLP's outputs its values' clusters must hold.
 _NOISY_TOLERANCE = 3e-2
+_NOISY_OUTPUT_TOLERANCE = 0.1  # Unembedding entries off tracr's, at most.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +60,16 @@ class Atoms:
     vectors_KxD: one row per direction.
     tokens: the number of leading rows that are token-embedding rows (in
       row order); the rest are positions' and modules' directions.
+    positions: the position-embedding rows that are atoms (those next).
   """
 
   vectors_KxD: np.ndarray
   tokens: int
+  positions: tuple[int, ...] = ()
 
   def extended(self, new_NxD: np.ndarray) -> "Atoms":
-    return Atoms(np.concatenate([self.vectors_KxD, new_NxD]), self.tokens)
+    return Atoms(np.concatenate([self.vectors_KxD, new_NxD]), self.tokens,
+                 self.positions)
 
 
 def _float64(model: saved.SavedModel) -> Params:
@@ -75,8 +78,6 @@ def _float64(model: saved.SavedModel) -> Params:
           for module, leaves in model.params.items()}
 
 
-def _nonzero_rows(matrix_NxD: np.ndarray, scale: float) -> np.ndarray:
-  return np.linalg.norm(matrix_NxD, axis=1) > _RELATIVE_ZERO * max(scale, 1e-30)
 
 
 def _rank(matrix_NxD: np.ndarray, tolerance: float) -> int:
@@ -86,13 +87,16 @@ def _rank(matrix_NxD: np.ndarray, tolerance: float) -> int:
   return int(np.sum(singular > tolerance * max(singular[0], 1e-30)))
 
 
-def embedding_atoms(params: Params) -> Atoms:
-  """Token rows, then the position rows that write anything."""
+def embedding_atoms(params: Params, tolerance: float) -> Atoms:
+  """Token rows, then the position rows that write anything (more than
+  `tolerance` times the largest token row: noise is no position)."""
   token_VxD = params["token_embed"]["embeddings"]
   position_NxD = params["pos_embed"]["embeddings"]
   scale = np.linalg.norm(token_VxD, axis=1).max()
-  positions = position_NxD[_nonzero_rows(position_NxD, scale)]
-  return Atoms(np.concatenate([token_VxD, positions]), len(token_VxD))
+  writes = np.flatnonzero(np.linalg.norm(position_NxD, axis=1)
+                          > tolerance * max(scale, 1e-30))
+  return Atoms(np.concatenate([token_VxD, position_NxD[writes]]),
+               len(token_VxD), tuple(int(row) for row in writes))
 
 
 def _new_directions(images_NxD: np.ndarray, atoms: Atoms,
@@ -338,7 +342,7 @@ def find_atoms(model: saved.SavedModel, params: Params, tolerance: float,
                check_inputs: Sequence[tuple]) -> Atoms:
   """Every residual direction tracr's modules write, in writing order (the
   MLPs' from their outputs on `check_inputs`)."""
-  atoms = embedding_atoms(params)
+  atoms = embedding_atoms(params, tolerance)
   num_layers = params_lib.check_params(params).num_layers
   for layer in range(num_layers):
     query = params[params_lib.attn_key(layer, "query")]["w"]
@@ -436,10 +440,8 @@ def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
   token_embed[:, 0] = 1.0
   token_embed[np.arange(tokens), 1 + np.arange(tokens)] = 1.0
   new["token_embed"] = {"embeddings": token_embed}
-  position_NxD = params["pos_embed"]["embeddings"]
-  scale = np.linalg.norm(params["token_embed"]["embeddings"], axis=1).max()
-  position = np.zeros((len(position_NxD), width))
-  writes = np.flatnonzero(_nonzero_rows(position_NxD, scale))
+  position = np.zeros((len(params["pos_embed"]["embeddings"]), width))
+  writes = list(atoms.positions)
   position[writes, 1 + tokens + np.arange(len(writes))] = 1.0
   new["pos_embed"] = {"embeddings": position}
   num_layers = params_lib.check_params(params).num_layers
@@ -477,23 +479,24 @@ def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
                        "b": clean(solve(params[second_key]["b"][None])[0])}
   return _with_output(model, new, read(params[params_lib.UNEMBED]["w"],
                                        "never"),
-                      params[params_lib.UNEMBED]["b"])
+                      params[params_lib.UNEMBED]["b"],
+                      _NOISY_OUTPUT_TOLERANCE if noisy else 1e-2)
 
 
 def _with_output(model: saved.SavedModel, params: Params,
-                 unembed_DxO: np.ndarray,
-                 bias_O: np.ndarray) -> saved.SavedModel:
+                 unembed_DxO: np.ndarray, bias_O: np.ndarray,
+                 tolerance: float) -> saved.SavedModel:
   """tracr's output directions where the unembedding reads one direction per
   output (weight 1, or any weight for a numerical output, whose direction
-  is then rescaled); ReadoutError otherwise."""
+  is then rescaled), up to `tolerance`; ReadoutError otherwise."""
   magnitude = np.abs(unembed_DxO)
   dims = tuple(int(d) for d in magnitude.argmax(0))
   for column, dim in enumerate(dims):
     others = np.delete(magnitude[:, column], dim)
-    if others.max(initial=0) > 1e-2 * magnitude[dim, column]:
+    if others.max(initial=0) > tolerance * magnitude[dim, column]:
       raise ReadoutError("the unembedding does not read one direction per "
                          "output value")
-  if np.abs(bias_O).max(initial=0) > 1e-2:
+  if np.abs(bias_O).max(initial=0) > tolerance:
     raise ReadoutError("the unembedding has a bias")
   if model.output.numerical:
     factor = unembed_DxO[dims[0], 0]
@@ -503,7 +506,8 @@ def _with_output(model: saved.SavedModel, params: Params,
         leaves["b"][dims[0]] *= factor
       elif key.endswith(("query", "key", "value", "linear_1")):
         leaves["w"][dims[0]] /= factor
-  elif np.abs(unembed_DxO[list(dims), np.arange(len(dims))] - 1).max() > 1e-2:
+  elif np.abs(unembed_DxO[list(dims), np.arange(len(dims))] - 1).max() > (
+      tolerance):
     raise ReadoutError("the unembedding reads its output directions with "
                        "weights other than 1")
   output = OutputDecoding(dims, model.output.values, model.output.numerical)

@@ -43,12 +43,16 @@ from readout.errors import ReadoutError
 Params = dict[str, dict[str, np.ndarray]]
 
 _NOISE_FACTOR = 8.0  # Entries under this times a matrix's median are noise.
+_NOISE_RELATIVE = 5e-2  # A head's products: under this times the largest
+# entry is noise (tracr writes them at one or two magnitudes: a selector's,
+# BOS's half); the product of two noisy factors has noise above the median.
 _ROUNDING = 1e-8  # Exact weights: entries below this times the largest are 0.
 _NUM_CHECK_INPUTS = 2000
 _NUM_SAME_OUTPUTS = 300  # Check inputs an exact rewrite must reproduce.
 _EXACT_TOLERANCE = 1e-6
 _MAJORITY = 0.9  # Share of an MLP's outputs its values' clusters must hold.
 _NOISY_TOLERANCE = 3e-2
+_COPY_SHARE = 0.1  # Of the largest image, a copied atom's has at least this.
 _NOISY_OUTPUT_TOLERANCE = 0.1  # Unembedding entries off tracr's, at most.
 
 
@@ -116,6 +120,10 @@ def head_atoms(value_output_DxD: np.ndarray, atoms: Atoms,
     return np.zeros((0, images_KxD.shape[1]))
   images = images_KxD[norms > tolerance * norms.max()]
   rank = _rank(images, tolerance)
+  if 1 < rank < len(images):  # Noise may lift an atom not copied.
+    large = images_KxD[norms > _COPY_SHARE * norms.max()]
+    if _rank(large, tolerance) == len(large):
+      images, rank = large, len(large)
   if rank == len(images):  # A copy: each atom read becomes its own.
     return images
   if rank == 1:  # A numerical mean: one direction.
@@ -387,21 +395,24 @@ def _split_one(rows_KxW: np.ndarray, tokens: int, bos_row: int,
   return np.concatenate([one_W[None], token_TxW, rows_KxW[tokens:]])
 
 
-def _cleaned(matrix: np.ndarray, noisy: bool) -> np.ndarray:
+def _cleaned(matrix: np.ndarray, noisy: bool,
+             relative_floor: float = 0.0) -> np.ndarray:
   """`matrix` with its absent entries set to 0: rounding error (exact
   weights) or, for noisy weights, entries at the noise level (most entries
-  of a tracr matrix are 0, so its median magnitude is the noise), and the
-  rest near a multiple of 1/2 moved onto it (tracr writes round numbers)."""
+  of a tracr matrix are 0, so its median magnitude is the noise) or below
+  `relative_floor` times the largest, and the rest near a multiple of 1/2
+  (within the noise level) moved onto it (tracr writes round numbers)."""
   magnitude = np.abs(matrix)
   if not magnitude.size or magnitude.max() == 0:
     return matrix
   if not noisy:
     return np.where(magnitude <= _ROUNDING * magnitude.max(), 0.0, matrix)
-  floor = max(_NOISE_FACTOR * float(np.median(magnitude)),
-              1e-9 * float(magnitude.max()))
-  result = np.where(magnitude <= floor, 0.0, matrix)
+  noise = _NOISE_FACTOR * float(np.median(magnitude))
+  result = np.where(
+      magnitude <= max(noise, relative_floor * float(magnitude.max())), 0.0,
+      matrix)
   nearest = np.round(result * 2) / 2
-  return np.where(np.abs(result - nearest) <= floor, nearest, result)
+  return np.where(np.abs(result - nearest) <= noise, nearest, result)
 
 
 def _factored(product_DxE: np.ndarray, width: int
@@ -455,11 +466,12 @@ def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
       key_size = query.shape[1] // model.num_heads
       for head in range(model.num_heads):
         part = slice(head * key_size, (head + 1) * key_size)
+        clean_product = lambda m: _cleaned(m, noisy, _NOISE_RELATIVE)
         query[:, part], key_part_T = _factored(
-            clean(query[:, part] @ key[:, part].T), key_size)
+            clean_product(query[:, part] @ key[:, part].T), key_size)
         key[:, part] = key_part_T.T
         value[:, part], output[part] = _factored(
-            clean(value[:, part] @ output[part]), key_size)
+            clean_product(value[:, part] @ output[part]), key_size)
     for name, matrix in (("query", query), ("key", key), ("value", value),
                          ("linear", output)):
       bias = attn(name)["b"]

@@ -10,7 +10,8 @@ stock tracr) and --num_sampled programs drawn by `rasp_gen.sampler` with
 configs/data.py's sampler from seed `SAMPLED_SEED` (no dataset uses that
 seed; nothing is tuned on these). Each model is moved to each rung by
 `ladder.rungs.rung(model, rung, seed)` with a seed derived from --seed
-and the program's position, so every number here is reproducible.
+and the program's set and name (`case_seed`), so every number here is
+reproducible, also for one program picked by --programs.
 
 Per (set, rung), over the programs stock tracr compiles:
 
@@ -39,6 +40,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -152,6 +154,11 @@ def _agreement(sop, inputs, outputs, numerical: bool) -> float:
   return agreeing / max(checked, 1)
 
 
+def case_seed(case: Case, seed: int) -> int:
+  """The ladder seed of one program: from --seed and its set and name."""
+  return seed * 2**32 + zlib.crc32(f"{case.set_name}/{case.name}".encode())
+
+
 def run_case(case: Case, rung: str, seed: int, options) -> Result:
   """Moves `case` to `rung`, decompiles it and checks the answer."""
   moved = rungs.rung(case.model, rung, seed)
@@ -238,10 +245,9 @@ def main(argv: list[str]) -> None:
   if options.programs:
     cases = [c for c in cases if c.name.split("(")[0] in options.programs]
   results: list[Result] = []
-  for position, case in enumerate(cases):
+  for case in cases:
     for rung in options.rungs:
-      result = run_case(case, rung, options.seed * 100_003 + position,
-                        options)
+      result = run_case(case, rung, case_seed(case, options.seed), options)
       results.append(result)
       print(f"{case.set_name:9} {rung:13} {case.name[:40]:40} "
             f"kept={result.kept:d} read={result.read:d} "

@@ -103,12 +103,15 @@ def embedding_atoms(params: Params, tolerance: float) -> Atoms:
                len(token_VxD), tuple(int(row) for row in writes))
 
 
-def _new_directions(images_NxD: np.ndarray, atoms: Atoms,
-                    tolerance: float) -> np.ndarray:
-  """The part of `images_NxD` outside the atoms' span, per row."""
-  basis_KxD = atoms.vectors_KxD
-  coefficients, *_ = np.linalg.lstsq(basis_KxD.T, images_NxD.T, rcond=None)
-  return images_NxD - coefficients.T @ basis_KxD
+def _outside_span(basis_KxD: np.ndarray):
+  """The function taking rows to their part outside the span of
+  `basis_KxD`'s rows (the orthogonal projection's residual; one
+  factorization for every call)."""
+  if not len(basis_KxD):
+    return lambda rows_NxD: rows_NxD
+  _, singular, right_KxD = np.linalg.svd(basis_KxD, full_matrices=False)
+  span_KxD = right_KxD[singular > 1e-12 * singular[0]]
+  return lambda rows_NxD: rows_NxD - (rows_NxD @ span_KxD.T) @ span_KxD
 
 
 def head_atoms(value_output_DxD: np.ndarray, atoms: Atoms,
@@ -174,33 +177,47 @@ def _distinct(vectors_NxD: np.ndarray, tolerance: float,
   dropped."""
   keys_NxE = vectors_NxD if keys_NxE is None else keys_NxE
   scale = np.linalg.norm(keys_NxE, axis=1).max(initial=0)
-  centres: list[np.ndarray] = []
-  members: list[list[int]] = []
-  for row, key in enumerate(keys_NxE):
+  # Equal keys join the same cluster: cluster each distinct key once, in
+  # the order the keys first appear (rows of exact weights repeat a lot).
+  keys_NxE = np.ascontiguousarray(keys_NxE, np.float64) + 0.0  # No -0.0.
+  as_bytes = keys_NxE.view(np.dtype((np.void, 8 * keys_NxE.shape[1])))
+  _, first_U, inverse_N = np.unique(as_bytes.reshape(-1), return_index=True,
+                                    return_inverse=True)
+  unique_UxE = keys_NxE[first_U]
+  cluster_U = np.full(len(unique_UxE), -1)
+  centres_UxE = np.zeros_like(unique_UxE)
+  count = 0
+  for index in np.argsort(first_U):
+    key = unique_UxE[index]
     if np.linalg.norm(key) <= tolerance * scale:
       continue
-    for index, centre in enumerate(centres):
-      if np.linalg.norm(key - centre) <= tolerance * scale:
-        members[index].append(row)
-        break
+    near = np.flatnonzero(np.linalg.norm(centres_UxE[:count] - key, axis=1)
+                          <= tolerance * scale)
+    if near.size:
+      cluster_U[index] = near[0]
     else:
-      centres.append(key)
-      members.append([row])
-  order = sorted(range(len(members)), key=lambda i: -len(members[i]))
-  return (np.array([vectors_NxD[members[i]].mean(axis=0) for i in order]
+      centres_UxE[count], cluster_U[index] = key, count
+      count += 1
+  cluster_N = cluster_U[inverse_N.reshape(-1)]
+  sizes = np.bincount(cluster_N[cluster_N >= 0], minlength=count)
+  order = np.argsort(-sizes, kind="stable")
+  return (np.array([vectors_NxD[cluster_N == i].mean(axis=0) for i in order]
                    ).reshape(-1, vectors_NxD.shape[1]),
-          np.array([len(members[i]) for i in order], int))
+          sizes[order].astype(int))
 
 
 def _with_constant_parts_joined(components: list[list[int]],
                                 pieces_of, reads_KxM: np.ndarray,
+                                always_on_M: np.ndarray,
                                 tolerance: float) -> list[list[int]]:
   """`components` with each one that writes the same nonzero vector at every
   checked position joined to the one other component whose neurons read the
-  same atoms (or, for one reading none, to the only other component):
-  tracr's numerical-to-categorical MLP writes its smallest
-  value's direction from an always-on neuron and each step up as
-  (next value - previous value), so only their sum is the variable."""
+  same atoms and that has no always-on neuron of its own (or, for one
+  reading none, to the only other component): tracr's
+  numerical-to-categorical MLP writes its smallest value's direction from
+  one always-on neuron and each step up as (next value - previous value),
+  so only their sum is the variable; two such Maps of one input in one
+  layer each have their own."""
   reads = lambda component: frozenset(np.flatnonzero(
       np.abs(reads_KxM[:, component]).max(1)
       > tolerance * max(np.abs(reads_KxM[:, component]).max(), 1e-30)))
@@ -214,7 +231,8 @@ def _with_constant_parts_joined(components: list[list[int]],
     if not fixed:
       continue
     partners = [group for group in groups
-                if reads(group) & reads(component) or not reads(component)]
+                if (reads(group) & reads(component) or not reads(component))
+                and not always_on_M[group].any()]
     if len(partners) == 1:
       partners[0].extend(component)
     else:
@@ -244,20 +262,36 @@ def mlp_atoms(output_rows_MxD: np.ndarray, reads_KxM: np.ndarray,
     return empty
   live = np.flatnonzero(np.linalg.norm(output_rows_MxD, axis=1)
                         > tolerance * scale)
-  fresh_MxD = _new_directions(output_rows_MxD[live], atoms, tolerance)
-  close = max(tolerance, 1e-3)
   # Told apart by what they write outside the known span: a value may be
   # written with different clean-ups of known atoms (at BOS, on probes).
-  fresh = lambda pieces_NxD: _new_directions(pieces_NxD, atoms, tolerance)
+  fresh = _outside_span(atoms.vectors_KxD)
+  fresh_MxD = fresh(output_rows_MxD[live])
+  close = max(tolerance, 1e-3)
+  # A neuron that never fires under tracr's weights may sit a rounding
+  # error above 0 in another basis: its pieces are 0 (no value), judged
+  # against what the whole MLP writes, not against the part alone.
+  written = np.linalg.norm(fresh(hidden_PxM[:, live] @ output_rows_MxD[live]),
+                           axis=1).max(initial=0)
+
+  known: dict[tuple[int, ...], tuple[np.ndarray, float, np.ndarray]] = {}
 
   def pieces_of(component: list[int]) -> tuple[np.ndarray, float, np.ndarray]:
-    pieces = hidden_PxM[:, live[component]] @ output_rows_MxD[live[component]]
-    return pieces, close, fresh(pieces)
+    if tuple(component) not in known:
+      neurons = live[component]
+      pieces = hidden_PxM[:, neurons] @ output_rows_MxD[neurons]
+      keys = fresh(pieces)
+      silent = np.linalg.norm(keys, axis=1) <= tolerance * written
+      pieces[silent], keys[silent] = 0.0, 0.0
+      known[tuple(component)] = pieces, close, keys
+    return known[tuple(component)]
 
   found = []
+  firing_PxL = hidden_PxM[:, live]
+  always_on_L = ((firing_PxL.min(0, initial=np.inf) > tolerance * firing_PxL.max(initial=0))
+                 & (np.ptp(firing_PxL, axis=0) <= close * firing_PxL.max(0)))
   for component in _with_constant_parts_joined(
       matroid_components(fresh_MxD, tolerance), pieces_of, reads_KxM[:, live],
-      tolerance):
+      always_on_L, tolerance):
     new_rank = _rank(fresh_MxD[component], tolerance)
     if not np.linalg.norm(fresh_MxD[component], axis=1).max() > (
         tolerance * scale):
@@ -274,11 +308,23 @@ def mlp_atoms(output_rows_MxD: np.ndarray, reads_KxM: np.ndarray,
     # A neuron no check input fires may sit a rounding error above 0 on a
     # probe: that is no value.
     probed = probed[np.linalg.norm(fresh(probed), axis=1) > tolerance * scale]
-    for vector in _distinct(probed, close, fresh(probed))[0]:
-      if len(distinct) < new_rank and all(
-          np.linalg.norm(fresh(vector[None] - d[None])) > close * np.linalg.norm(d)
-          for d in distinct):
-        distinct = np.concatenate([distinct, vector[None]])
+    # A value no input produces still has its direction (tracr writes one
+    # per value of the domain, and later modules read it): as its neuron
+    # would write it, firing at its largest weight on an atom (tracr's
+    # categorical MLPs fire at 1 from weights, and biases through `one`, of
+    # magnitude 1); a neuron that reads nothing (tracr's SequenceMap of one
+    # variable with itself, at unequal values) as large as the MLP's
+    # largest output.
+    fires_at = np.abs(reads_KxM[:, neurons]).max(0)
+    fires_at = np.where(fires_at > tolerance, fires_at,
+                        written / np.linalg.norm(rows, axis=1))
+    would_write = rows * fires_at[:, None]
+    for candidates in (probed, would_write):
+      for vector in _distinct(candidates, close, fresh(candidates))[0]:
+        if len(distinct) < new_rank and all(
+            np.linalg.norm(fresh(vector[None] - d[None]))
+            > close * np.linalg.norm(d) for d in distinct):
+          distinct = np.concatenate([distinct, vector[None]])
     if new_rank == 1:
       if len(distinct) == 1:  # One value (or 0 and one): that vector.
         found.append(distinct)
@@ -300,50 +346,41 @@ def _check_positions(model: saved.SavedModel, seed: int) -> list[tuple]:
       _NUM_CHECK_INPUTS, _NUM_CHECK_INPUTS)]
 
 
-def _mlp_hidden(params: Params, model: saved.SavedModel,
-                 check_inputs: Sequence[tuple], layer: int,
-                 probe_atoms_NxD: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-  """Layer `layer`'s MLP activations at every non-BOS position of the inputs,
-  and at every BOS position and on probes: a token row (tracr's `one` to an
-  MLP that does not read tokens) plus one of `probe_atoms_NxD` (a head's
-  atom of this layer) at 1/(w+1) for w = 0..max_seq_len: a SelectorWidth
-  of every width, also those no check input has."""
-  truncated = {k: v for k, v in params.items()
-               if not k.startswith("transformer/layer_")
-               or int(k.split("/")[1].split("_")[1]) < layer
-               or (int(k.split("/")[1].split("_")[1]) == layer
-                   and "/attn/" in k)}
-  truncated.pop(params_lib.UNEMBED, None)
+def _streams(params: Params, model: saved.SavedModel,
+             check_inputs: Sequence[tuple]) -> tuple[list, np.ndarray]:
+  """The residual streams after every module on the check inputs (one
+  forward pass), and which positions are checked: not BOS, not padding."""
   lengths_B = np.array([1 + len(xs) for xs in check_inputs])
   token_ids = forward.token_ids(model.input_tokens, check_inputs,
                                 model.compiler_bos)
-  residual_BxTxD = forward.forward(_zero_mlp(truncated, layer, params),
-                                   token_ids, model.num_heads, model.causal,
-                                   lengths_B)
-  first = params[params_lib.mlp_key(layer, "linear_1")]
-  second = params[params_lib.mlp_key(layer, "linear_2")]
-  mask_BxT = np.arange(residual_BxTxD.shape[1]) < lengths_B[:, None]
+  streams = forward.residual_streams(
+      params, token_ids, model.num_heads,
+      forward.allowed_keys(token_ids.shape[1], model.causal, lengths_B))
+  mask_BxT = np.arange(token_ids.shape[1]) < lengths_B[:, None]
   mask_BxT[:, 0] = False
+  return streams, mask_BxT
+
+
+def _mlp_hidden(params: Params, model: saved.SavedModel,
+                before_mlp_BxTxD: np.ndarray, mask_BxT: np.ndarray,
+                layer: int, probe_atoms_NxD: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """Layer `layer`'s MLP activations at every checked position of the
+  residual stream before it, and at every BOS position and on probes: a
+  token row (tracr's `one` to an MLP that does not read tokens) plus one of
+  `probe_atoms_NxD` (a head's atom of this layer) at 1/(w+1) for w = 0..
+  max_seq_len: a SelectorWidth of every width, also those no check input
+  has."""
+  first = params[params_lib.mlp_key(layer, "linear_1")]
   hidden = lambda residual_PxD: np.maximum(
       residual_PxD @ first["w"] + first["b"], 0)
   token_VxD = params["token_embed"]["embeddings"]
   plain = token_VxD[model.input_tokens.index(model.vocab[0])]
   # A SelectorWidth head puts 1/(w+1) of its atom where w positions match.
   shares = 1.0 / np.arange(1, model.max_seq_len + 2)
-  probes = np.concatenate([residual_BxTxD[:, 0]] + [
+  probes = np.concatenate([before_mlp_BxTxD[:, 0]] + [
       plain + share * probe_atoms_NxD for share in shares])
-  return hidden(residual_BxTxD[mask_BxT]), hidden(probes)
-
-
-def _zero_mlp(truncated: Params, layer: int, params: Params) -> Params:
-  """`truncated` with layer `layer`'s MLP present and zero (the forward pass
-  needs every layer whole)."""
-  result = dict(truncated)
-  for name in params_lib.MLP:
-    key = params_lib.mlp_key(layer, name)
-    result[key] = {k: np.zeros_like(v) for k, v in params[key].items()}
-  return result
+  return hidden(before_mlp_BxTxD[mask_BxT]), hidden(probes)
 
 
 def find_atoms(model: saved.SavedModel, params: Params, tolerance: float,
@@ -352,6 +389,7 @@ def find_atoms(model: saved.SavedModel, params: Params, tolerance: float,
   MLPs' from their outputs on `check_inputs`)."""
   atoms = embedding_atoms(params, tolerance)
   num_layers = params_lib.check_params(params).num_layers
+  streams, mask_BxT = _streams(params, model, check_inputs)
   for layer in range(num_layers):
     query = params[params_lib.attn_key(layer, "query")]["w"]
     key_size = query.shape[1] // model.num_heads
@@ -365,8 +403,9 @@ def find_atoms(model: saved.SavedModel, params: Params, tolerance: float,
     first = params[params_lib.mlp_key(layer, "linear_1")]["w"]
     second = params[params_lib.mlp_key(layer, "linear_2")]["w"]
     atoms = atoms.extended(mlp_atoms(
-        second, atoms.vectors_KxD @ first, *_mlp_hidden(params, model, check_inputs, layer,
-                              atoms.vectors_KxD[before:]), atoms, tolerance))
+        second, atoms.vectors_KxD @ first,
+        *_mlp_hidden(params, model, streams[2 * layer + 1], mask_BxT, layer,
+                     atoms.vectors_KxD[before:]), atoms, tolerance))
   if _rank(atoms.vectors_KxD, tolerance) != len(atoms.vectors_KxD):
     raise ReadoutError("the residual directions found are not independent")
   return atoms

@@ -80,15 +80,41 @@ def test_an_always_on_neuron_joins_the_steps_it_starts_from():
                                               tuple(_unit(4, 3))])
 
 
-def test_a_neuron_no_input_fires_is_no_value_on_a_probe():
-  size = 3
-  rows_MxD = np.stack([_unit(size, 1), _unit(size, 2)])
-  reads_KxM = np.array([[1.0, 1.0]])
-  hidden_PxM = np.array([[1.0, 0.0], [0.0, 0.0]])  # Neuron 1 never fires,
-  probes_BxM = np.array([[0.0, 1e-14]])  # but a rounding error on a probe.
+def test_a_start_joins_the_steps_without_a_start_of_their_own():
+  """Two numerical-to-categorical Maps of x in one layer (tracr's
+  shuffle_dyck): the first writes one direction (e4), so its always-on
+  neuron lies in its steps' component; the second's start (e2) belongs to
+  the other steps, the only ones without an always-on neuron."""
+  rows_MxD, reads_KxM, hidden_PxM = _numerical_to_categorical_mlp()
+  size = 5
+  one_direction = np.stack([-_unit(size, 4), _unit(size, 4), _unit(size, 4)])
+  rows_MxD = np.concatenate([one_direction, np.pad(rows_MxD, ((0, 0),
+                                                              (0, 1)))])
+  reads_KxM = np.concatenate([reads_KxM[:, [1, 2, 0]], reads_KxM], axis=1)
+  hidden_PxM = np.concatenate([hidden_PxM[:, [1, 2, 0]], hidden_PxM], axis=1)
+  found = basis.mlp_atoms(rows_MxD, reads_KxM, hidden_PxM,
+                          np.zeros((1, 6)), basis.Atoms(np.eye(size)[:2],
+                                                        tokens=1), TOLERANCE)
+  assert sorted(map(tuple, found)) == sorted(
+      tuple(_unit(size, d)) for d in (2, 3, 4))
+
+
+def test_a_value_no_input_produces_keeps_its_direction():
+  """A neuron no check input fires still writes a direction later modules
+  read: as it would write it (firing at its largest input weight, here 2),
+  not as a rounding error at a checked position or on a probe (1e-14) would
+  have it; a neuron that reads nothing at the size of the MLP's largest
+  output."""
+  size = 4
+  rows_MxD = np.stack([_unit(size, 1), 0.5 * _unit(size, 2),
+                       3 * _unit(size, 3)])
+  reads_KxM = np.array([[1.0, 2.0, 0.0]])
+  hidden_PxM = np.array([[1.0, 0.0, 0.0], [0.0, 1e-14, 0.0]])
+  probes_BxM = np.array([[0.0, 1e-14, 0.0]])
   found = basis.mlp_atoms(rows_MxD, reads_KxM, hidden_PxM, probes_BxM,
                           basis.Atoms(np.eye(size)[:1], tokens=1), TOLERANCE)
-  np.testing.assert_allclose(found, [_unit(size, 1)])
+  np.testing.assert_allclose(found, [_unit(size, 1), _unit(size, 2),
+                                     _unit(size, 3)])
 
 
 def test_factored_keeps_the_product():

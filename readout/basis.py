@@ -538,8 +538,8 @@ def _with_output(model: saved.SavedModel, params: Params,
                  unembed_DxO: np.ndarray, bias_O: np.ndarray,
                  tolerance: float) -> saved.SavedModel:
   """tracr's output directions where the unembedding reads one direction per
-  output (weight 1, or any weight for a numerical output, whose direction
-  is then rescaled), up to `tolerance`; ReadoutError otherwise."""
+  output, up to `tolerance` (ReadoutError otherwise), each rescaled to the
+  weight it is read with, so that tracr's decoding reads it with 1."""
   magnitude = np.abs(unembed_DxO)
   dims = tuple(int(d) for d in magnitude.argmax(0))
   for column, dim in enumerate(dims):
@@ -549,18 +549,19 @@ def _with_output(model: saved.SavedModel, params: Params,
                          "output value")
   if np.abs(bias_O).max(initial=0) > tolerance:
     raise ReadoutError("the unembedding has a bias")
-  if model.output.numerical:
-    factor = unembed_DxO[dims[0], 0]
+  # The scale of a direction is a symmetry (writers times c, readers over
+  # c); tracr's output directions are read with weight 1 (or, numerical,
+  # any weight: the output's own scale), so the unembedding says each one's.
+  for column, dim in enumerate(dims):
+    factor = unembed_DxO[dim, column]
     for key, leaves in params.items():
       if key.endswith(("/linear", "linear_2")):
-        leaves["w"][:, dims[0]] *= factor
-        leaves["b"][dims[0]] *= factor
+        leaves["w"][:, dim] *= factor
+        leaves["b"][dim] *= factor
       elif key.endswith(("query", "key", "value", "linear_1")):
-        leaves["w"][dims[0]] /= factor
-  elif np.abs(unembed_DxO[list(dims), np.arange(len(dims))] - 1).max() > (
-      tolerance):
-    raise ReadoutError("the unembedding reads its output directions with "
-                       "weights other than 1")
+        leaves["w"][dim] /= factor
+      elif key == "token_embed" or key == "pos_embed":
+        leaves["embeddings"][:, dim] *= factor
   output = OutputDecoding(dims, model.output.values, model.output.numerical)
   return saved.SavedModel(
       params={k: {n: v.astype(np.float32) for n, v in leaves.items()}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from tracr.rasp import rasp
 
+from compiled import forward
 from ladder import rungs
 from readout import basis
 from readout.errors import ReadoutError
@@ -148,3 +149,23 @@ def test_a_rotated_model_is_rewritten_with_tracrs_sparsity():
   assert np.all(token_VxD[:, 0] == 1)
   assert np.count_nonzero(token_VxD) == 2 * len(token_VxD)
   assert basis.to_tracr_basis(model) is model  # Already in tracr's basis.
+
+
+def test_an_output_read_with_another_weight_is_rescaled_not_refused():
+  """A direction's scale is a symmetry (writers times c, readers over c):
+  an unembedding reading an output direction with weight c says its scale
+  (a value no input produces has no written vector to take it from)."""
+  program = rasp.categorical(rasp.Map(lambda x: x % 3, rasp.tokens))
+  model = compile_model(program, {0, 1, 2, 3, 4, 5}, 3)
+  params = basis._float64(model)
+  dims = list(model.output.dims)
+  unembed_DxO = np.zeros((params["token_embed"]["embeddings"].shape[1],
+                          len(dims)))
+  unembed_DxO[dims, np.arange(len(dims))] = [2.0, 1.0, 0.5]
+  rewritten = basis._with_output(model, params, unembed_DxO,
+                                 np.zeros(len(dims)), 1e-2)
+  assert rewritten.output.dims == model.output.dims
+  inputs = [(0, 1, 2), (5, 4), (3,)]
+  run = lambda m: forward.outputs(m.params, m.num_heads, m.input_tokens,
+                                  m.output, inputs, m.compiler_bos)
+  assert run(rewritten) == [[x % 3 for x in xs] for xs in inputs]

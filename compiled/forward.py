@@ -143,6 +143,20 @@ def allowed_keys(seq_len: int, causal: bool = False,
   return allowed_BxTxT
 
 
+def padded_batch(tokens: Sequence[Any], inputs: Sequence[Sequence],
+                 compiler_bos: str, causal: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The inputs as one padded batch for `residual_streams`: token ids
+  [B, T] (`token_ids`), the keys each query may attend to [B, T, T]
+  (`allowed_keys`) and which positions hold the sequence [B, T] (BOS
+  included, padding not)."""
+  lengths_B = np.array([1 + len(xs) for xs in inputs])
+  token_ids_BxT = token_ids(tokens, inputs, compiler_bos)
+  seq_len = token_ids_BxT.shape[1]
+  return (token_ids_BxT, allowed_keys(seq_len, causal, lengths_B),
+          np.arange(seq_len) < lengths_B[:, None])
+
+
 def forward(params: Params, token_ids_BxT: np.ndarray, num_heads: int,
             causal: bool = False,
             lengths_B: Optional[np.ndarray] = None) -> np.ndarray:

@@ -21,7 +21,7 @@ import optax
 
 from compiled import forward, saved
 from compiled import params as params_lib
-from ladder import symmetries
+from ladder import fitting, symmetries
 
 NUM_STEPS = 400
 LEARNING_RATE = 3e-3
@@ -55,12 +55,8 @@ def compress(model: saved.SavedModel, width: int,
   """
   model = symmetries.with_unembedding(model)
   params = symmetries.float64_params(model)
-  lengths_B = np.array([1 + len(xs) for xs in inputs])
-  token_ids_BxT = forward.token_ids(model.input_tokens, inputs,
-                                    model.compiler_bos)
-  seq_len = token_ids_BxT.shape[1]
-  allowed_BxTxT = forward.allowed_keys(seq_len, model.causal, lengths_B)
-  mask_BxT = np.arange(seq_len) < lengths_B[:, None]
+  token_ids_BxT, allowed_BxTxT, mask_BxT = forward.padded_batch(
+      model.input_tokens, inputs, model.compiler_bos, model.causal)
   target_LxBxTxD = np.stack(forward.residual_streams(
       params, token_ids_BxT, model.num_heads, allowed_BxTxT))
   unembed = params[params_lib.UNEMBED]
@@ -82,18 +78,8 @@ def compress(model: saved.SavedModel, width: int,
     read = streams[-1] @ folded[params_lib.UNEMBED]["w"]
     return residual / len(streams) + error(read, target_BxTxO)
 
-  optimizer = optax.adam(LEARNING_RATE)
-
-  @jax.jit
-  def step(projection_DxE, state):
-    value, grads = jax.value_and_grad(loss)(projection_DxE)
-    updates, state = optimizer.update(grads, state)
-    return optax.apply_updates(projection_DxE, updates), state, value
-
-  projection_DxE = jnp.asarray(start_DxE, jnp.float32)
-  state = optimizer.init(projection_DxE)
-  for _ in range(num_steps):
-    projection_DxE, state, _ = step(projection_DxE, state)
-  projection = np.asarray(projection_DxE, np.float64)
+  projection = np.asarray(fitting.minimize(
+      loss, jnp.asarray(start_DxE, jnp.float32), optax.adam(LEARNING_RATE),
+      num_steps), np.float64)
   return symmetries.with_params(
       model, symmetries.fold(params, projection, projection.T), model.output)

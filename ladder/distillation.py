@@ -23,7 +23,7 @@ import optax
 
 from compiled import forward, saved
 from compiled import params as params_lib
-from ladder import symmetries
+from ladder import fitting, symmetries
 
 NUM_STEPS = 1500
 LEARNING_RATE = 1e-2
@@ -54,16 +54,12 @@ def distill(model: saved.SavedModel, inputs: Sequence[Sequence], seed: int,
   `model` reads out on `inputs` (full batch, Adam with a cosine decay)."""
   model = symmetries.with_unembedding(model)
   teacher = symmetries.float64_params(model)
-  lengths_B = np.array([1 + len(xs) for xs in inputs])
-  token_ids_BxT = forward.token_ids(model.input_tokens, inputs,
-                                    model.compiler_bos)
-  seq_len = token_ids_BxT.shape[1]
-  allowed_BxTxT = forward.allowed_keys(seq_len, model.causal, lengths_B)
+  token_ids_BxT, allowed_BxTxT, mask_BxT = forward.padded_batch(
+      model.input_tokens, inputs, model.compiler_bos, model.causal)
   unembed = teacher[params_lib.UNEMBED]
   target_BxTxO = (forward.residual_streams(
       teacher, token_ids_BxT, model.num_heads, allowed_BxTxT)[-1]
                   @ unembed["w"] + unembed["b"])
-  mask_BxT = np.arange(seq_len) < lengths_B[:, None]
   mask_BxT[:, 0] = False  # BOS has no output.
   weights_BxT = jnp.asarray(mask_BxT / mask_BxT.sum(), jnp.float32)
   target = jnp.asarray(target_BxTxO, jnp.float32)
@@ -83,19 +79,10 @@ def distill(model: saved.SavedModel, inputs: Sequence[Sequence], seed: int,
     entropy = optax.softmax_cross_entropy(read * SHARPNESS, target)
     return jnp.sum(weights_BxT * (squared + defined_BxT * entropy))
 
-  optimizer = optax.adam(optax.cosine_decay_schedule(LEARNING_RATE,
-                                                     num_steps))
-
-  @jax.jit
-  def step(params, state):
-    value, grads = jax.value_and_grad(loss)(params)
-    updates, state = optimizer.update(grads, state)
-    return optax.apply_updates(params, updates), state, value
-
-  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), random_params(
-      teacher, np.random.default_rng(seed)))
-  state = optimizer.init(params)
-  for _ in range(num_steps):
-    params, state, _ = step(params, state)
+  params = fitting.minimize(
+      loss, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32),
+                         random_params(teacher, np.random.default_rng(seed))),
+      optax.adam(optax.cosine_decay_schedule(LEARNING_RATE, num_steps)),
+      num_steps)
   trained = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
   return symmetries.with_params(model, trained, model.output)

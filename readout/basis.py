@@ -285,10 +285,11 @@ def mlp_atoms(output_rows_MxD: np.ndarray, reads_KxM: np.ndarray,
       known[tuple(component)] = pieces, close, keys
     return known[tuple(component)]
 
-  found = []
+  # Always on: the same activation, above 0, at every checked position.
   firing_PxL = hidden_PxM[:, live]
-  always_on_L = ((firing_PxL.min(0, initial=np.inf) > tolerance * firing_PxL.max(initial=0))
+  always_on_L = ((firing_PxL.min(0) > tolerance * firing_PxL.max(initial=0))
                  & (np.ptp(firing_PxL, axis=0) <= close * firing_PxL.max(0)))
+  found = []
   for component in _with_constant_parts_joined(
       matroid_components(fresh_MxD, tolerance), pieces_of, reads_KxM[:, live],
       always_on_L, tolerance):
@@ -350,15 +351,11 @@ def _streams(params: Params, model: saved.SavedModel,
              check_inputs: Sequence[tuple]) -> tuple[list, np.ndarray]:
   """The residual streams after every module on the check inputs (one
   forward pass), and which positions are checked: not BOS, not padding."""
-  lengths_B = np.array([1 + len(xs) for xs in check_inputs])
-  token_ids = forward.token_ids(model.input_tokens, check_inputs,
-                                model.compiler_bos)
-  streams = forward.residual_streams(
-      params, token_ids, model.num_heads,
-      forward.allowed_keys(token_ids.shape[1], model.causal, lengths_B))
-  mask_BxT = np.arange(token_ids.shape[1]) < lengths_B[:, None]
+  token_ids_BxT, allowed_BxTxT, mask_BxT = forward.padded_batch(
+      model.input_tokens, check_inputs, model.compiler_bos, model.causal)
   mask_BxT[:, 0] = False
-  return streams, mask_BxT
+  return forward.residual_streams(params, token_ids_BxT, model.num_heads,
+                                  allowed_BxTxT), mask_BxT
 
 
 def _mlp_hidden(params: Params, model: saved.SavedModel,

@@ -26,11 +26,18 @@ where the later passes read as on tracr's own weights:
    symmetry); entries at the noise level dropped; the unembedding becomes
    tracr's output directions again.
 
+Noisy weights (an exact rewrite that keeps the noise is tried first; the
+read-out takes the first view it reads) are seen with what tracr's structure
+fixes: each module reads only atoms written before it and writes only its
+own; an MLP's values are taken on the probes where the check inputs blur
+them, in the span of its output rows; a categorical output's values are
+what the unembedding reads one each from.
+
 A model already in tracr's basis (no `unembed` matrix) is returned as it is.
 """
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -43,16 +50,23 @@ from readout.errors import ReadoutError
 Params = dict[str, dict[str, np.ndarray]]
 
 _NOISE_FACTOR = 8.0  # Entries under this times a matrix's median are noise.
-_NOISE_RELATIVE = 5e-2  # A head's products: under this times the largest
-# entry is noise (tracr writes them at one or two magnitudes: a selector's,
-# BOS's half); the product of two noisy factors has noise above the median.
+_NOISE_RELATIVE = 5e-2  # Noisy weights: a head's products under this times
+# the largest are noise (tracr writes them at one or two magnitudes: a
+# selector's, BOS's half); the product of two noisy factors has noise above
+# the median.
+_NEURON_NOISE = 0.2  # Noisy weights: a neuron's reads under this times its
+# largest are noise (tracr's neurons read every input at one magnitude; the
+# noise is the whole matrix's, and slopes of 100 make it large beside a read
+# of 1).
 _ROUNDING = 1e-8  # Exact weights: entries below this times the largest are 0.
 _NUM_CHECK_INPUTS = 2000
 _NUM_SAME_OUTPUTS = 300  # Check inputs an exact rewrite must reproduce.
 _EXACT_TOLERANCE = 1e-6
 _MAJORITY = 0.9  # Share of an MLP's outputs its values' clusters must hold.
 _NOISY_TOLERANCE = 3e-2
-_COPY_SHARE = 0.1  # Of the largest image, a copied atom's has at least this.
+_OUTPUT_SHARE = 0.1  # Of the largest read, an output atom's has at least this.
+_COPY_GAP = 4.0  # A head's copied atoms' images are this much larger than
+# what noise lifts.
 _NOISY_OUTPUT_TOLERANCE = 0.1  # Unembedding entries off tracr's, at most.
 
 
@@ -65,15 +79,23 @@ class Atoms:
     tokens: the number of leading rows that are token-embedding rows (in
       row order); the rest are positions' and modules' directions.
     positions: the position-embedding rows that are atoms (those next).
+    modules: per atom after the embeddings', the module writing it: 2l + 1
+      layer l's attention, 2l + 2 its MLP (embeddings: 0).
   """
 
   vectors_KxD: np.ndarray
   tokens: int
   positions: tuple[int, ...] = ()
+  modules: tuple[int, ...] = ()
 
-  def extended(self, new_NxD: np.ndarray) -> "Atoms":
+  def extended(self, new_NxD: np.ndarray, module: int) -> "Atoms":
     return Atoms(np.concatenate([self.vectors_KxD, new_NxD]), self.tokens,
-                 self.positions)
+                 self.positions, self.modules + (module,) * len(new_NxD))
+
+  def writers_K(self) -> np.ndarray:
+    """The module writing each atom (0: the embeddings)."""
+    embedded = len(self.vectors_KxD) - len(self.modules)
+    return np.array([0] * embedded + list(self.modules), int)
 
 
 def _float64(model: saved.SavedModel) -> Params:
@@ -123,9 +145,13 @@ def head_atoms(value_output_DxD: np.ndarray, atoms: Atoms,
     return np.zeros((0, images_KxD.shape[1]))
   images = images_KxD[norms > tolerance * norms.max()]
   rank = _rank(images, tolerance)
-  if 1 < rank < len(images):  # Noise may lift an atom not copied.
-    large = images_KxD[norms > _COPY_SHARE * norms.max()]
-    if _rank(large, tolerance) == len(large):
+  if 1 < rank < len(images):
+    # Noise may lift an atom not copied (an MLP's noise along a copied
+    # atom): the copied are those above the largest gap in image size.
+    sizes = np.sort(norms[norms > tolerance * norms.max()])[::-1]
+    gaps = sizes[:-1] / sizes[1:]
+    large = images_KxD[norms >= sizes[np.argmax(gaps)]]
+    if gaps.max() >= _COPY_GAP and _rank(large, tolerance) == len(large):
       images, rank = large, len(large)
   if rank == len(images):  # A copy: each atom read becomes its own.
     return images
@@ -240,16 +266,34 @@ def _with_constant_parts_joined(components: list[list[int]],
   return groups
 
 
+def _in_row_span(vectors_NxD: np.ndarray, rows_MxD: np.ndarray,
+                 tolerance: float) -> np.ndarray:
+  """`vectors_NxD` projected onto the span of `rows_MxD` (its singular
+  directions above `tolerance`): what an MLP writes lies there. Under noise
+  a written vector also carries its neurons' noise, which large activations
+  that cancel (a ramp's pair) make large, along every direction; exact
+  weights' vectors are in the span already (and kept as they are)."""
+  _, singular, right_MxD = np.linalg.svd(rows_MxD, full_matrices=False)
+  span_RxD = right_MxD[singular > tolerance * singular[0]]
+  projected_NxD = (vectors_NxD @ span_RxD.T) @ span_RxD
+  outside_N = np.linalg.norm(vectors_NxD - projected_NxD, axis=1)
+  inside = outside_N <= tolerance * np.linalg.norm(vectors_NxD, axis=1)
+  return np.where(inside[:, None], vectors_NxD, projected_NxD)
+
+
 def mlp_atoms(output_rows_MxD: np.ndarray, reads_KxM: np.ndarray,
               hidden_PxM: np.ndarray, bos_hidden_BxM: np.ndarray,
-              atoms: Atoms, tolerance: float) -> np.ndarray:
+              probe_hidden_NxM: np.ndarray, atoms: Atoms,
+              tolerance: float) -> np.ndarray:
   """The atoms an MLP writes: per independent part of its output rows (a
   component of their linear matroid; `_with_constant_parts_joined`) that
   reaches outside the known atoms' span, the distinct vectors that part
   writes (its neurons' activations times their rows: `hidden_PxM` at every
-  checked non-BOS position; `bos_hidden_BxM` at BOS and on probes, used only
-  for values no checked position takes, e.g. a SelectorWidth's width 0,
-  which no input has). `reads_KxM` is what each neuron reads of each atom.
+  checked non-BOS position; `bos_hidden_BxM` at BOS and `probe_hidden_NxM`
+  on probes, used for values no checked position takes, e.g. a
+  SelectorWidth's width 0, which no input has; under noise, the probes'
+  values alone where the checked positions blur). `reads_KxM` is what each
+  neuron reads of each atom.
 
   A part's vectors are taken whole, not projected off the known span: under
   a non-orthogonal basis change that projection would mix in directions that
@@ -305,10 +349,15 @@ def mlp_atoms(output_rows_MxD: np.ndarray, reads_KxM: np.ndarray,
       # Noisy weights: most outputs near one of a few vectors, the rest
       # between them (a ramp neuron half on). The few are the values.
       distinct = distinct[:new_rank]
-    probed = bos_hidden_BxM[:, neurons] @ rows
     # A neuron no check input fires may sit a rounding error above 0 on a
     # probe: that is no value.
-    probed = probed[np.linalg.norm(fresh(probed), axis=1) > tolerance * scale]
+    def written_by(hidden_NxM: np.ndarray) -> np.ndarray:
+      vectors = hidden_NxM[:, neurons] @ rows
+      return vectors[np.linalg.norm(fresh(vectors), axis=1)
+                     > tolerance * scale]
+
+    on_probes = written_by(probe_hidden_NxM)
+    probed = np.concatenate([written_by(bos_hidden_BxM), on_probes])
     # A value no input produces still has its direction (tracr writes one
     # per value of the domain, and later modules read it): as its neuron
     # would write it, firing at its largest weight on an atom (tracr's
@@ -334,10 +383,15 @@ def mlp_atoms(output_rows_MxD: np.ndarray, reads_KxM: np.ndarray,
         found.append((largest / np.linalg.norm(largest))[None])
       continue
     if len(distinct) != new_rank or _rank(distinct, tolerance) != new_rank:
+      # Noisy weights: a head's soft attention puts most positions between
+      # two values (a ramp neuron part on); on the probes, at exact shares,
+      # each value is written whole.
+      distinct = _distinct(on_probes, close, fresh(on_probes))[0]
+    if len(distinct) != new_rank or _rank(distinct, tolerance) != new_rank:
       raise ReadoutError(f"an MLP writes a {new_rank}-direction part that "
                          f"takes {len(distinct)} distinct values on the "
                          "check inputs, not one per direction")
-    found.append(distinct)
+    found.append(_in_row_span(distinct, rows, tolerance))
   return np.concatenate(found) if found else empty
 
 
@@ -361,9 +415,9 @@ def _streams(params: Params, model: saved.SavedModel,
 def _mlp_hidden(params: Params, model: saved.SavedModel,
                 before_mlp_BxTxD: np.ndarray, mask_BxT: np.ndarray,
                 layer: int, probe_atoms_NxD: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Layer `layer`'s MLP activations at every checked position of the
-  residual stream before it, and at every BOS position and on probes: a
+  residual stream before it, at every BOS position, and on probes: a
   token row (tracr's `one` to an MLP that does not read tokens) plus one of
   `probe_atoms_NxD` (a head's atom of this layer) at 1/(w+1) for w = 0..
   max_seq_len: a SelectorWidth of every width, also those no check input
@@ -375,9 +429,10 @@ def _mlp_hidden(params: Params, model: saved.SavedModel,
   plain = token_VxD[model.input_tokens.index(model.vocab[0])]
   # A SelectorWidth head puts 1/(w+1) of its atom where w positions match.
   shares = 1.0 / np.arange(1, model.max_seq_len + 2)
-  probes = np.concatenate([before_mlp_BxTxD[:, 0]] + [
-      plain + share * probe_atoms_NxD for share in shares])
-  return hidden(before_mlp_BxTxD[mask_BxT]), hidden(probes)
+  probes = np.concatenate([plain + share * probe_atoms_NxD
+                           for share in shares])
+  return (hidden(before_mlp_BxTxD[mask_BxT]), hidden(before_mlp_BxTxD[:, 0]),
+          hidden(probes))
 
 
 def find_atoms(model: saved.SavedModel, params: Params, tolerance: float,
@@ -396,26 +451,46 @@ def find_atoms(model: saved.SavedModel, params: Params, tolerance: float,
     for head in range(model.num_heads):
       part = slice(head * key_size, (head + 1) * key_size)
       atoms = atoms.extended(head_atoms(value[:, part] @ output[part], atoms,
-                                        tolerance))
+                                        tolerance), 2 * layer + 1)
     first = params[params_lib.mlp_key(layer, "linear_1")]["w"]
     second = params[params_lib.mlp_key(layer, "linear_2")]["w"]
     atoms = atoms.extended(mlp_atoms(
         second, atoms.vectors_KxD @ first,
         *_mlp_hidden(params, model, streams[2 * layer + 1], mask_BxT, layer,
-                     atoms.vectors_KxD[before:]), atoms, tolerance))
+                     atoms.vectors_KxD[before:]), atoms, tolerance),
+                           2 * layer + 2)
   if _rank(atoms.vectors_KxD, tolerance) != len(atoms.vectors_KxD):
     raise ReadoutError("the residual directions found are not independent")
   return atoms
 
 
+def as_the_unembedding_reads(atoms: Atoms, unembed_DxO: np.ndarray,
+                              numerical: bool) -> Atoms:
+  """`atoms` with a categorical output's replaced by the vectors the
+  unembedding reads one value each from (the dual basis of its columns in
+  the span of the atoms it reads). Under noise an MLP writes each value a
+  little mixed with its neighbours (its ramp neurons part on, also on the
+  probes); the unembedding decides the output, so it defines the values."""
+  reads_KxO = atoms.vectors_KxD @ unembed_DxO
+  magnitude = np.abs(reads_KxO).max(1)
+  rows = np.flatnonzero(magnitude > _OUTPUT_SHARE * magnitude.max(initial=0))
+  if (numerical or len(rows) != unembed_DxO.shape[1]
+      or np.any(rows < atoms.tokens + len(atoms.positions))
+      or np.linalg.cond(reads_KxO[rows]) > 1 / _NOISY_TOLERANCE):
+    return atoms
+  vectors_KxD = atoms.vectors_KxD.copy()
+  vectors_KxD[rows] = np.linalg.solve(reads_KxO[rows], vectors_KxD[rows])
+  return dataclasses.replace(atoms, vectors_KxD=vectors_KxD)
+
+
 def _split_one(rows_KxW: np.ndarray, tokens: int, bos_row: int,
-               reads_one: str) -> np.ndarray:
+               reads_one: str, same: float = 1e-3) -> np.ndarray:
   """Reader rows in the atoms' basis with tracr's `one` as row 0: token
   rows hold `one` + the token's weight. `reads_one` says how to split:
   "never" (keys, values: tracr's never read `one`), "bos" (queries: they
   never read BOS, so `one` is what they read from BOS), "neuron" (per MLP
   neuron: a neuron reading the same from every token but BOS reads that
-  from `one`, else as queries)."""
+  from `one`, else as queries; the same: within `same` of the largest)."""
   token_TxW = rows_KxW[:tokens]
   if reads_one == "never":
     one_W = np.zeros(rows_KxW.shape[1])
@@ -425,30 +500,37 @@ def _split_one(rows_KxW: np.ndarray, tokens: int, bos_row: int,
       others = np.delete(token_TxW, bos_row, axis=0)
       spread = others.max(0) - others.min(0)
       scale = np.abs(token_TxW).max(0) + 1e-30
-      same = spread <= 1e-3 * scale
-      one_W[same] = others.mean(0)[same]
+      alike = spread <= same * scale
+      one_W[alike] = others.mean(0)[alike]
   token_TxW = token_TxW - one_W
   return np.concatenate([one_W[None], token_TxW, rows_KxW[tokens:]])
 
 
-def _cleaned(matrix: np.ndarray, noisy: bool,
-             relative_floor: float = 0.0) -> np.ndarray:
+def _cleaned(matrix: np.ndarray, noisy: bool, relative_floor: float = 0.0,
+             noise: Optional[np.ndarray] = None) -> np.ndarray:
   """`matrix` with its absent entries set to 0: rounding error (exact
-  weights) or, for noisy weights, entries at the noise level (most entries
-  of a tracr matrix are 0, so its median magnitude is the noise) or below
+  weights) or, for noisy weights, entries at the noise level (`noise`, or by
+  default `noise_level(matrix)`; broadcast against `matrix`) or below
   `relative_floor` times the largest, and the rest near a multiple of 1/2
-  (within the noise level) moved onto it (tracr writes round numbers)."""
+  (within that) moved onto it (tracr writes round numbers)."""
   magnitude = np.abs(matrix)
   if not magnitude.size or magnitude.max() == 0:
     return matrix
   if not noisy:
     return np.where(magnitude <= _ROUNDING * magnitude.max(), 0.0, matrix)
-  noise = _NOISE_FACTOR * float(np.median(magnitude))
-  result = np.where(
-      magnitude <= max(noise, relative_floor * float(magnitude.max())), 0.0,
-      matrix)
+  noise = noise_level(matrix) if noise is None else noise
+  floor = np.maximum(noise, relative_floor * float(magnitude.max()))
+  result = np.where(magnitude <= floor, 0.0, matrix)
   nearest = np.round(result * 2) / 2
-  return np.where(np.abs(result - nearest) <= noise, nearest, result)
+  return np.where(np.abs(result - nearest) <= floor, nearest, result)
+
+
+def noise_level(matrix: np.ndarray) -> float:
+  """The noise of a noisy tracr matrix: most of its entries are 0, so its
+  median magnitude is the noise's (times `_NOISE_FACTOR`)."""
+  if not matrix.size:
+    return 0.0
+  return _NOISE_FACTOR * float(np.median(np.abs(matrix)))
 
 
 def _factored(product_DxE: np.ndarray, width: int
@@ -471,17 +553,49 @@ def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
   with its output decoded from residual directions as tracr's is. For
   `noisy` weights each head's query-key and value-output products are
   cleaned and factored again (the factors alone are not tracr's: a
-  per-head map mixes them)."""
+  per-head map mixes them), and every module reads only the atoms written
+  before it and writes only its own (an MLP also its layer's heads': tracr's
+  SelectorWidth cleans its head's direction up): what noise puts elsewhere."""
   vectors_KxD = atoms.vectors_KxD
   num_atoms, tokens = len(vectors_KxD), atoms.tokens
+  writers_K = atoms.writers_K()
   width = 1 + num_atoms
   bos_row = model.input_tokens.index(model.compiler_bos)
   clean = lambda matrix: _cleaned(matrix, noisy)
-  solve = lambda writer_NxD: np.concatenate(
-      [np.zeros((len(writer_NxD), 1)), np.linalg.lstsq(
-          vectors_KxD.T, writer_NxD.T, rcond=None)[0].T], axis=1)
-  read = lambda reader_DxN, reads_one: _split_one(
-      vectors_KxD @ reader_DxN, tokens, bos_row, reads_one)
+
+  # Noise is dropped entry by entry only where rows or columns are a fixed
+  # basis (MLP neurons, output values), not a head's dimensions, which a
+  # per-head map mixes: there the products are cleaned.
+  def solve(writer_NxD: np.ndarray, writes_K: np.ndarray,
+            by_entry: bool = True) -> tuple[np.ndarray, float]:
+    """A writer's rows in the atoms' basis and their noise level; noisy,
+    only onto `writes_K` (and, `by_entry`, above the noise there)."""
+    coefficients_NxK = np.linalg.lstsq(vectors_KxD.T, writer_NxD.T,
+                                       rcond=None)[0].T
+    noise = noise_level(coefficients_NxK[:, writes_K]) if noisy else 0.0
+    if noisy:
+      coefficients_NxK[:, ~writes_K] = 0.0
+    if noisy and by_entry:
+      coefficients_NxK[np.abs(coefficients_NxK) <= noise] = 0.0
+    return np.concatenate([np.zeros((len(writer_NxD), 1)), coefficients_NxK],
+                          axis=1), noise
+
+  def read(reader_DxN: np.ndarray, reads_one: str, module: int,
+           by_entry: bool = True) -> tuple[np.ndarray, float]:
+    """A reader's rows in the atoms' basis (`_split_one`) and their noise
+    level; noisy, only those of atoms written before `module` (and,
+    `by_entry`, above the noise of those)."""
+    rows_KxN = vectors_KxD @ reader_DxN
+    if noisy:
+      rows_KxN[writers_K >= module] = 0.0
+    rows_KxN = _split_one(rows_KxN, tokens, bos_row, reads_one,
+                          _NEURON_NOISE if noisy else 1e-3)
+    # Row 0 is `one`; atom k is row k + 1.
+    noise = noise_level(rows_KxN[1:][writers_K < module]) if noisy else 0.0
+    if noisy and by_entry:
+      rows_KxN[np.abs(rows_KxN) <= noise] = 0.0
+    return rows_KxN, noise
+
   new: Params = {}
   token_embed = np.zeros((tokens, width))
   token_embed[:, 0] = 1.0
@@ -494,10 +608,12 @@ def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
   num_layers = params_lib.check_params(params).num_layers
   for layer in range(num_layers):
     attn = lambda name: params[params_lib.attn_key(layer, name)]
-    query, key = read(attn("query")["w"], "bos"), read(attn("key")["w"],
-                                                       "never")
-    value, output = read(attn("value")["w"], "never"), solve(
-        attn("linear")["w"])
+    heads, mlp = 2 * layer + 1, 2 * layer + 2
+    query, _ = read(attn("query")["w"], "bos", heads, by_entry=False)
+    key, _ = read(attn("key")["w"], "never", heads, by_entry=False)
+    value, _ = read(attn("value")["w"], "never", heads, by_entry=False)
+    output, _ = solve(attn("linear")["w"], writers_K == heads,
+                      by_entry=False)
     if noisy:
       key_size = query.shape[1] // model.num_heads
       for head in range(model.num_heads):
@@ -513,20 +629,31 @@ def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
       bias = attn(name)["b"]
       new[params_lib.attn_key(layer, name)] = {
           "w": clean(matrix),
-          "b": clean(solve(bias[None])[0] if name == "linear" else bias)}
+          "b": clean(solve(bias[None], writers_K == heads)[0][0]
+                     if name == "linear" else bias)}
     first_key = params_lib.mlp_key(layer, "linear_1")
     second_key = params_lib.mlp_key(layer, "linear_2")
-    first_DxM = read(params[first_key]["w"], "neuron")
-    second_MxD = solve(params[second_key]["w"])
+    mlp_writes_K = (writers_K == heads) | (writers_K == mlp)
+    first_DxM, first_noise = read(params[first_key]["w"], "neuron", mlp)
+    second_MxD, second_noise = solve(params[second_key]["w"], mlp_writes_K)
+    if noisy:
+      # A neuron reads its inputs at one magnitude (its slope), noise reads
+      # every other atom; not `one`, whose weight is a threshold (may be
+      # small).
+      atom_reads = np.abs(first_DxM[1:])
+      first_DxM[1:][atom_reads <= _NEURON_NOISE * atom_reads.max(0)] = 0.0
     # Neuron scaling is a symmetry: each neuron's largest output weight 1.
     scale_M = np.abs(second_MxD).max(1)
     scale_M = np.where(scale_M > 0, scale_M, 1.0)
-    new[first_key] = {"w": clean(first_DxM * scale_M),
-                      "b": clean(params[first_key]["b"] * scale_M)}
-    new[second_key] = {"w": clean(second_MxD / scale_M[:, None]),
-                       "b": clean(solve(params[second_key]["b"][None])[0])}
+    new[first_key] = {
+        "w": _cleaned(first_DxM * scale_M, noisy, noise=first_noise * scale_M),
+        "b": clean(params[first_key]["b"] * scale_M)}
+    new[second_key] = {
+        "w": _cleaned(second_MxD / scale_M[:, None], noisy,
+                      noise=second_noise / scale_M[:, None]),
+        "b": clean(solve(params[second_key]["b"][None], mlp_writes_K)[0][0])}
   return _with_output(model, new, read(params[params_lib.UNEMBED]["w"],
-                                       "never"),
+                                       "never", 2 * num_layers + 1)[0],
                       params[params_lib.UNEMBED]["b"],
                       _NOISY_OUTPUT_TOLERANCE if noisy else 1e-2)
 
@@ -578,17 +705,22 @@ def _same_outputs(model: saved.SavedModel, rewritten: saved.SavedModel,
              for expected, got in zip(run(model), run(rewritten)))
 
 
-def to_tracr_basis(model: saved.SavedModel) -> saved.SavedModel:
-  """`model` with its residual stream in tracr's basis (module doc).
+def tracr_basis_views(model: saved.SavedModel) -> Iterator[saved.SavedModel]:
+  """`model` with its residual stream in tracr's basis (module doc), as the
+  read-out should try it, lazily, best first.
 
-  First as an exact basis change of tracr's weights (directions absent
-  below `_EXACT_TOLERANCE` relative), kept when the rewritten model gives
-  the same outputs on the check inputs; else as noisy weights (absent
+  A model already in tracr's basis is the one view. Otherwise: an exact
+  basis change of tracr's weights (directions absent below
+  `_EXACT_TOLERANCE` relative), when the rewritten model gives the same
+  outputs on the check inputs; then the weights seen as noisy (absent
   below `_NOISY_TOLERANCE`, small entries cleaned), whose rewrite is judged
-  later, by the program's agreement with the weights.
+  later, by the program's agreement with the weights. Noisy weights may
+  pass the first (an exact basis change keeps their noise), which the
+  later passes then cannot read.
   """
   if params_lib.UNEMBED not in model.params:
-    return model
+    yield model
+    return
   if model.num_heads is None:
     raise ReadoutError("the number of heads is unknown")
   params = _float64(model)
@@ -596,9 +728,12 @@ def to_tracr_basis(model: saved.SavedModel) -> saved.SavedModel:
   try:
     atoms = find_atoms(model, params, _EXACT_TOLERANCE, check_inputs)
     rewritten = in_atom_basis(model, params, atoms)
-    if _same_outputs(model, rewritten, check_inputs[:_NUM_SAME_OUTPUTS]):
-      return rewritten
+    exact = _same_outputs(model, rewritten, check_inputs[:_NUM_SAME_OUTPUTS])
   except ReadoutError:
-    pass
-  atoms = find_atoms(model, params, _NOISY_TOLERANCE, check_inputs)
-  return in_atom_basis(model, params, atoms, noisy=True)
+    exact = False
+  if exact:
+    yield rewritten
+  atoms = as_the_unembedding_reads(
+      find_atoms(model, params, _NOISY_TOLERANCE, check_inputs),
+      params[params_lib.UNEMBED]["w"], model.output.numerical)
+  yield in_atom_basis(model, params, atoms, noisy=True)

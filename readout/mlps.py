@@ -22,6 +22,10 @@ from readout.errors import ReadoutError
 from readout.state import ZERO, DirectionTable, ReadState, as_number, run_mlp
 
 
+_UNIT_SLACK = 5e-2  # A categorical direction's outputs lie in [0, 1] up to
+# this.
+
+
 def value_points(state: ReadState, name: str) -> list[tuple]:
   """Each value of a variable as (its key in a DirectionTable, its residual
   vector): a categorical value's key is its direction, a numerical one's
@@ -57,6 +61,12 @@ def probe(state: ReadState, layer: int, neurons: np.ndarray,
     keys.append(tuple(k for k, _ in combination))
     rows.append(residual)
   return keys, run_mlp(state.params, layer, np.array(rows), neurons)
+
+
+def directions_on(out_WxO: np.ndarray) -> np.ndarray:
+  """Which of a SelectorWidth's directions each width turns on: above 0.5
+  and its largest (noisy weights mix some of the neighbouring widths' in)."""
+  return (out_WxO > 0.5) & (out_WxO == out_WxO.max(1, keepdims=True))
 
 
 def width_values(on_WxO: np.ndarray) -> Optional[list[int]]:
@@ -128,7 +138,7 @@ def read_width(state: ReadState, layer: int, hidden_dim: int, selector: str,
   if len(dims) == 1:  # Numerical: the width itself.
     output = state.add(dims, True, value_set=set(widths))
   else:
-    values = width_values(out_WxD[:, dims] > 0.5)
+    values = width_values(directions_on(out_WxD[:, dims]))
     if values is None:
       raise ReadoutError(f"layer {layer}: a SelectorWidth's directions do "
                          "not each stand for one width")
@@ -153,8 +163,10 @@ def read_functions(state: ReadState, layer: int, neurons: np.ndarray,
   out_NxO = out_NxD[:, dims]
   # Categorical directions are 0 or 1, but tracr's numerical-to-categorical
   # MLP ramps over 1/100 around each threshold, so values closer than that
-  # to one read in between: a direction counts as on above 0.5.
-  unit = np.all((out_NxO > -1e-3) & (out_NxO < 1 + 1e-3), axis=0)
+  # to one read in between: a direction counts as on above 0.5. Noisy
+  # weights write 1 and 0 a little off.
+  unit = np.all((out_NxO > -_UNIT_SLACK) & (out_NxO < 1 + _UNIT_SLACK),
+                axis=0)
   numerical = [[d] for d, u in zip(dims, unit) if not u]
   categorical_dims = [d for d, u in zip(dims, unit) if u]
   on_NxC = out_NxO[:, unit] > 0.5

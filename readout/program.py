@@ -1,7 +1,7 @@
 """Pass 5: the program, and the read-out's entry points.
 
 `read_program(model)` runs the passes in tracr's order reversed: the basis
-(`basis.to_tracr_basis`: how the weights are seen), embeddings, the
+(`basis.tracr_basis_views`: how the weights are seen), embeddings, the
 variables' constraints, each layer's attention then MLP, the values, and
 assembles the instructions into a `rasp_gen` Program: tables over values,
 printed as a named function where one equals the table on its whole domain,
@@ -111,9 +111,24 @@ def assemble(state: ReadState) -> Program:
 def read_program(model: saved.SavedModel) -> Program:
   """The program tracr's recipes say `model`'s weights compute.
 
-  Raises ReadoutError where the weights are not tracr's.
+  Raises ReadoutError where the weights are not tracr's: the first view's
+  error where no view of the weights (`basis.tracr_basis_views`) reads.
   """
-  state = start(basis.to_tracr_basis(model))
+  first_error = None
+  try:
+    for view in basis.tracr_basis_views(model):
+      try:
+        return read_view(view)
+      except ReadoutError as error:
+        first_error = first_error or error
+  except ReadoutError as error:
+    first_error = first_error or error
+  raise first_error
+
+
+def read_view(model: saved.SavedModel) -> Program:
+  """The program read off `model`, in tracr's basis."""
+  state = start(model)
   for layer in range(state.layout.num_layers):
     widths = attention.read_attention(state, layer)
     mlps.read_mlp(state, layer, widths)

@@ -94,6 +94,23 @@ def test_the_read_program_does_not_depend_on_the_basis(name):
       assert str(read) == expected, rung
 
 
+NOISY = {
+    "shift": (lambda: lib.shift_by(1, rasp.tokens), {"a", "b", "c"}, 4),
+    "length": (lib.make_length, {"a", "b"}, 4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOISY))
+def test_noisy_rotated_weights_read_as_the_program(name):
+  build, vocab, max_seq_len = NOISY[name]
+  model = readout_helpers.compile_model(build(), vocab, max_seq_len)
+  inputs = [list(xs) for xs in inputs_lib.check_inputs(
+      np.random.default_rng(0), sorted(vocab), max_seq_len, 200, 400)]
+  noisy = rungs.rung(model, "R3-0.001", seed=0)
+  assert functional.same_function(program_pass.read_program(noisy), build(),
+                                  inputs)
+
+
 def test_verification_in_another_basis_is_by_behaviour_and_linear_structure():
   sop, model = _model("sort_unique")
   moved = rungs.rung(model, "R2-invertible", seed=1)

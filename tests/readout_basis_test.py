@@ -7,6 +7,7 @@ ladder_test.py.
 import chex
 import numpy as np
 import pytest
+from tracr.compiler import lib
 from tracr.rasp import rasp
 
 from compiled import forward
@@ -75,7 +76,8 @@ def test_an_always_on_neuron_joins_the_steps_it_starts_from():
   rows_MxD, reads_KxM, hidden_PxM = _numerical_to_categorical_mlp()
   atoms = basis.Atoms(np.eye(4)[:2], tokens=1)
   found = basis.mlp_atoms(rows_MxD, reads_KxM, hidden_PxM,
-                          np.zeros((1, 3)), atoms, TOLERANCE)
+                          np.zeros((1, 3)), np.zeros((0, 3)), atoms,
+                          TOLERANCE)
   # The values themselves, v0 and v1; not v0 and the step v1 - v0.
   assert sorted(map(tuple, found)) == sorted([tuple(_unit(4, 2)),
                                               tuple(_unit(4, 3))])
@@ -93,9 +95,9 @@ def test_a_start_joins_the_steps_without_a_start_of_their_own():
                                                               (0, 1)))])
   reads_KxM = np.concatenate([reads_KxM[:, [1, 2, 0]], reads_KxM], axis=1)
   hidden_PxM = np.concatenate([hidden_PxM[:, [1, 2, 0]], hidden_PxM], axis=1)
-  found = basis.mlp_atoms(rows_MxD, reads_KxM, hidden_PxM,
-                          np.zeros((1, 6)), basis.Atoms(np.eye(size)[:2],
-                                                        tokens=1), TOLERANCE)
+  atoms = basis.Atoms(np.eye(size)[:2], tokens=1)
+  found = basis.mlp_atoms(rows_MxD, reads_KxM, hidden_PxM, np.zeros((1, 6)),
+                          np.zeros((0, 6)), atoms, TOLERANCE)
   assert sorted(map(tuple, found)) == sorted(
       tuple(_unit(size, d)) for d in (2, 3, 4))
 
@@ -112,8 +114,9 @@ def test_a_value_no_input_produces_keeps_its_direction():
   reads_KxM = np.array([[1.0, 2.0, 0.0]])
   hidden_PxM = np.array([[1.0, 0.0, 0.0], [0.0, 1e-14, 0.0]])
   probes_BxM = np.array([[0.0, 1e-14, 0.0]])
+  atoms = basis.Atoms(np.eye(size)[:1], tokens=1)
   found = basis.mlp_atoms(rows_MxD, reads_KxM, hidden_PxM, probes_BxM,
-                          basis.Atoms(np.eye(size)[:1], tokens=1), TOLERANCE)
+                          probes_BxM, atoms, TOLERANCE)
   np.testing.assert_allclose(found, [_unit(size, 1), _unit(size, 2),
                                      _unit(size, 3)])
 
@@ -143,12 +146,13 @@ def test_a_rotated_model_is_rewritten_with_tracrs_sparsity():
       rasp.numerical(rasp.Map(lambda x: x / 4, rasp.tokens)),
       default=0)), {1, 2, 3}, 4)
   rotated = rungs.rung(model, "R2-orthogonal", seed=3)
-  rewritten = basis.to_tracr_basis(rotated)
+  rewritten = next(basis.tracr_basis_views(rotated))
   token_VxD = rewritten.params["token_embed"]["embeddings"]
   # One `one` column and one direction per token, as tracr writes them.
   assert np.all(token_VxD[:, 0] == 1)
   assert np.count_nonzero(token_VxD) == 2 * len(token_VxD)
-  assert basis.to_tracr_basis(model) is model  # Already in tracr's basis.
+  # Already in tracr's basis: itself, the one view.
+  assert list(basis.tracr_basis_views(model)) == [model]
 
 
 def test_an_output_read_with_another_weight_is_rescaled_not_refused():
@@ -169,3 +173,53 @@ def test_an_output_read_with_another_weight_is_rescaled_not_refused():
   run = lambda m: forward.outputs(m.params, m.num_heads, m.input_tokens,
                                   m.output, inputs, m.compiler_bos)
   assert run(rewritten) == [[x % 3 for x in xs] for xs in inputs]
+
+
+def test_noise_lifting_an_atom_not_copied_is_no_copy_of_it():
+  """An MLP's atom carries noise along a token's direction, so a head
+  copying the tokens images it a little: the copied are above the gap."""
+  atoms = basis.Atoms(np.concatenate([np.eye(5)[:2], 0.1 * np.eye(5)[:1]
+                                      + np.eye(5)[2:3]]), tokens=2,
+                      modules=(2,))
+  copy_DxD = np.zeros((5, 5))
+  copy_DxD[0, 4] = copy_DxD[1, 3] = 1.0
+  np.testing.assert_allclose(basis.head_atoms(copy_DxD, atoms, 3e-2),
+                             [_unit(5, 4), _unit(5, 3)])
+
+
+def test_atoms_know_the_module_that_wrote_them():
+  atoms = basis.Atoms(np.eye(6)[:3], tokens=2, positions=(1,))
+  atoms = atoms.extended(np.eye(6)[3:5], 1).extended(np.eye(6)[5:], 2)
+  assert atoms.writers_K().tolist() == [0, 0, 0, 1, 1, 2]
+
+
+def test_an_mlps_vector_is_taken_in_its_rows_span():
+  rows_MxD = np.stack([_unit(4, 0), _unit(4, 1), -_unit(4, 1)])
+  noisy = _unit(4, 0) + 0.1 * _unit(4, 3)  # Noise off the rows' span.
+  np.testing.assert_allclose(basis._in_row_span(noisy[None], rows_MxD, 1e-6),
+                             [_unit(4, 0)], atol=1e-12)
+
+
+def test_a_mixed_output_is_taken_as_the_unembedding_reads_it():
+  """Noise mixes an MLP's values a little (each written with some of its
+  neighbours'); the unembedding, which decides the output, defines them."""
+  mixing = np.array([[0.9, 0.2], [-0.1, 1.1]])
+  vectors_KxD = np.concatenate([np.eye(4)[:2], mixing @ np.eye(4)[2:]])
+  atoms = basis.Atoms(vectors_KxD, tokens=2, modules=(2, 2))
+  unembed_DxO = np.eye(4)[:, 2:]
+  read = basis.as_the_unembedding_reads(atoms, unembed_DxO, numerical=False)
+  np.testing.assert_allclose(read.vectors_KxD @ unembed_DxO,
+                             [[0, 0], [0, 0], [1, 0], [0, 1]], atol=1e-12)
+  assert basis.as_the_unembedding_reads(atoms, unembed_DxO,
+                                         numerical=True) is atoms
+
+
+def test_noisy_weights_are_seen_exactly_first_then_as_noisy():
+  """A noisy model passes as an exact basis change (which keeps its noise,
+  unreadable); the views go on to the noisy rewrite, with tracr's zeros."""
+  model = compile_model(lib.shift_by(1, rasp.tokens), {"a", "b", "c"}, 4)
+  views = list(basis.tracr_basis_views(rungs.rung(model, "R3-0.001", seed=0)))
+  assert len(views) == 2
+  values = lambda view: view.params["transformer/layer_0/attn/value"]["w"]
+  assert np.count_nonzero(values(views[0])) > values(views[0]).size // 2
+  assert np.count_nonzero(values(views[1])) <= 3 * len(model.vocab)

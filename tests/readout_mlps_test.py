@@ -71,6 +71,12 @@ def test_width_values_give_the_least_width_that_turns_a_direction_on():
   assert mlps.width_values(np.array([[1, 1], [0, 0]], bool)) is None
 
 
+def test_a_width_turns_on_its_largest_direction_above_a_half():
+  out_WxO = np.array([[1.0, 0.6, 0.0], [0.2, 0.9, -0.2], [0.1, 0.3, 0.4]])
+  np.testing.assert_array_equal(mlps.directions_on(out_WxO), [
+      [True, False, False], [False, True, False], [False, False, False]])
+
+
 def test_a_map_that_is_none_on_part_of_its_domain_reads_none_there():
   """tracr's MLP writes nothing for an input its function maps to None."""
   state = started(rasp.Map(lambda x: x if x > 1 else None, _T), {1, 2, 3}, 3)

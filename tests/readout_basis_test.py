@@ -11,8 +11,9 @@ from tracr.compiler import lib
 from tracr.rasp import rasp
 
 from compiled import forward
-from ladder import rungs
+from ladder import rungs, symmetries
 from readout import basis
+from readout import program as readout_program
 from readout.errors import ReadoutError
 from readout_helpers import compile_model
 
@@ -215,11 +216,18 @@ def test_a_mixed_output_is_taken_as_the_unembedding_reads_it():
 
 
 def test_noisy_weights_are_seen_exactly_first_then_as_noisy():
-  """A noisy model passes as an exact basis change (which keeps its noise,
-  unreadable); the views go on to the noisy rewrite, with tracr's zeros."""
+  """Noise below the exact tolerance passes as an exact basis change (which
+  keeps the noise, unreadable); the views go on to the noisy rewrite, with
+  tracr's zeros, which reads."""
   model = compile_model(lib.shift_by(1, rasp.tokens), {"a", "b", "c"}, 4)
-  views = list(basis.tracr_basis_views(rungs.rung(model, "R3-0.001", seed=0)))
+  noisy = symmetries.add_noise(rungs.rung(model, "R2-orthogonal", seed=0),
+                               1e-5, np.random.default_rng(0))
+  views = list(basis.tracr_basis_views(noisy))
   assert len(views) == 2
   values = lambda view: view.params["transformer/layer_0/attn/value"]["w"]
   assert np.count_nonzero(values(views[0])) > values(views[0]).size // 2
   assert np.count_nonzero(values(views[1])) <= 3 * len(model.vocab)
+  with pytest.raises(ReadoutError):
+    readout_program.read_view(views[0])
+  assert str(readout_program.read_program(noisy)) == str(
+      readout_program.read_program(model))

@@ -471,16 +471,21 @@ def as_the_unembedding_reads(atoms: Atoms, unembed_DxO: np.ndarray,
   unembedding reads one value each from (the dual basis of its columns in
   the span of the atoms it reads). Under noise an MLP writes each value a
   little mixed with its neighbours (its ramp neurons part on, also on the
-  probes); the unembedding decides the output, so it defines the values."""
+  probes), and so does tracr's own SelectorWidth at its largest widths
+  (1/(w+1) too close to the next); the unembedding decides the output, so
+  it defines the values."""
   reads_KxO = atoms.vectors_KxD @ unembed_DxO
   magnitude = np.abs(reads_KxO).max(1)
   rows = np.flatnonzero(magnitude > _OUTPUT_SHARE * magnitude.max(initial=0))
+  block_OxO = reads_KxO[rows]
   if (numerical or len(rows) != unembed_DxO.shape[1]
       or np.any(rows < atoms.tokens + len(atoms.positions))
-      or np.linalg.cond(reads_KxO[rows]) > 1 / _NOISY_TOLERANCE):
-    return atoms
+      or np.linalg.cond(block_OxO) > 1 / _NOISY_TOLERANCE
+      or np.all(np.sum(np.abs(block_OxO) > _EXACT_TOLERANCE
+                       * np.abs(block_OxO).max(), axis=1) == 1)):
+    return atoms  # Not one output, or read one value per atom already.
   vectors_KxD = atoms.vectors_KxD.copy()
-  vectors_KxD[rows] = np.linalg.solve(reads_KxO[rows], vectors_KxD[rows])
+  vectors_KxD[rows] = np.linalg.solve(block_OxO, vectors_KxD[rows])
   return dataclasses.replace(atoms, vectors_KxD=vectors_KxD)
 
 
@@ -726,8 +731,11 @@ def tracr_basis_views(model: saved.SavedModel) -> Iterator[saved.SavedModel]:
     raise ReadoutError("the number of heads is unknown")
   params = _float64(model)
   check_inputs = _check_positions(model, seed=0)
+  unembed_DxO = params[params_lib.UNEMBED]["w"]
   try:
-    atoms = find_atoms(model, params, _EXACT_TOLERANCE, check_inputs)
+    atoms = as_the_unembedding_reads(
+        find_atoms(model, params, _EXACT_TOLERANCE, check_inputs),
+        unembed_DxO, model.output.numerical)
     rewritten = in_atom_basis(model, params, atoms)
     exact = _same_outputs(model, rewritten, check_inputs[:_NUM_SAME_OUTPUTS])
   except ReadoutError:
@@ -736,5 +744,5 @@ def tracr_basis_views(model: saved.SavedModel) -> Iterator[saved.SavedModel]:
     yield rewritten
   atoms = as_the_unembedding_reads(
       find_atoms(model, params, _NOISY_TOLERANCE, check_inputs),
-      params[params_lib.UNEMBED]["w"], model.output.numerical)
+      unembed_DxO, model.output.numerical)
   yield in_atom_basis(model, params, atoms, noisy=True)

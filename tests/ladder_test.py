@@ -31,6 +31,11 @@ PROGRAMS = {
     # Twelve values through three MLPs: float32 rounding under a map of
     # condition number 100 comes to ~1e-5 of a weight, which is no value.
     "indexed_table": (lambda: _indexed_table(), {1, 2, 3, 4}, 8),
+    # Width 8 no input has, and tracr's MLP writes it mixed with width 7's
+    # direction (1/9 too close to 1/8): the unembedding says the values.
+    "width_no_input_has": (lambda: rasp.categorical(rasp.SelectorWidth(
+        rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LT))),
+                           {1, 2, 3}, 8),
 }
 
 

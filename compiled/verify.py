@@ -256,7 +256,9 @@ def _not_a_linear_image(compiled_residuals: list,
   given_NxD = np.concatenate(given_residuals).astype(np.float64)
   for source, target in ((compiled_NxC, given_NxD), (given_NxD,
                                                      compiled_NxC)):
-    solution, *_ = np.linalg.lstsq(source, target, rcond=None)
+    # The normal equations: many positions, few dimensions (a pseudo-inverse
+    # of the small Gram matrix for a rank-deficient stream).
+    solution = np.linalg.pinv(source.T @ source) @ (source.T @ target)
     error = np.linalg.norm(source @ solution - target)
     if error > LINEAR_IMAGE_TOLERANCE * max(np.linalg.norm(target), 1e-30):
       return ("compiled residual stream differs (no linear map takes one "

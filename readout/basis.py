@@ -37,6 +37,7 @@ A model already in tracr's basis (no `unembed` matrix) is returned as it is.
 """
 
 import dataclasses
+import functools
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -204,10 +205,13 @@ def _distinct(vectors_NxD: np.ndarray, tolerance: float,
   dropped."""
   keys_NxE = vectors_NxD if keys_NxE is None else keys_NxE
   scale = np.linalg.norm(keys_NxE, axis=1).max(initial=0)
-  # Equal keys join the same cluster: cluster each distinct key once, in
-  # the order the keys first appear (rows of exact weights repeat a lot).
-  keys_NxE = np.ascontiguousarray(keys_NxE, np.float64) + 0.0  # No -0.0.
-  as_bytes = keys_NxE.view(np.dtype((np.void, 8 * keys_NxE.shape[1])))
+  # Keys on one point of a grid much finer than `tolerance` join the same
+  # cluster: cluster each such point once, in the order the keys first
+  # appear (rows repeat a lot, up to rounding in another basis). The
+  # clustering below still compares the keys themselves.
+  step = max(tolerance * scale / (2 * np.sqrt(keys_NxE.shape[1])), 1e-300)
+  grid_NxE = np.ascontiguousarray(np.round(keys_NxE / step)) + 0.0  # No -0.
+  as_bytes = grid_NxE.view(np.dtype((np.void, 8 * grid_NxE.shape[1])))
   _, first_U, inverse_N = np.unique(as_bytes.reshape(-1), return_index=True,
                                     return_inverse=True)
   unique_UxE = keys_NxE[first_U]
@@ -396,10 +400,16 @@ def mlp_atoms(output_rows_MxD: np.ndarray, reads_KxM: np.ndarray,
   return np.concatenate(found) if found else empty
 
 
-def _check_positions(model: saved.SavedModel, seed: int) -> list[tuple]:
-  return [tuple(xs) for xs in inputs_lib.check_inputs(
-      np.random.default_rng(seed), list(model.vocab), model.max_seq_len,
-      _NUM_CHECK_INPUTS, _NUM_CHECK_INPUTS)]
+def _check_positions(model: saved.SavedModel, seed: int) -> tuple[tuple]:
+  return _check_inputs(tuple(model.vocab), model.max_seq_len, seed)
+
+
+@functools.lru_cache(maxsize=16)
+def _check_inputs(vocab: tuple, max_seq_len: int, seed: int) -> tuple[tuple]:
+  """The basis pass's check inputs, drawn once per vocab and length."""
+  return tuple(tuple(xs) for xs in inputs_lib.check_inputs(
+      np.random.default_rng(seed), list(vocab), max_seq_len,
+      _NUM_CHECK_INPUTS, _NUM_CHECK_INPUTS))
 
 
 def _streams(params: Params, model: saved.SavedModel,

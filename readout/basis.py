@@ -585,10 +585,11 @@ def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
   def solve(writer_NxD: np.ndarray, writes_K: np.ndarray,
             by_entry: bool = True) -> tuple[np.ndarray, float]:
     """A writer's rows in the atoms' basis and their noise level; noisy,
-    only onto `writes_K` (and, `by_entry`, above the noise there)."""
+    only onto `writes_K` (and, `by_entry`, above the noise, measured on all
+    its rows: its own few atoms may hold mostly signal)."""
     coefficients_NxK = np.linalg.lstsq(vectors_KxD.T, writer_NxD.T,
                                        rcond=None)[0].T
-    noise = noise_level(coefficients_NxK[:, writes_K]) if noisy else 0.0
+    noise = noise_level(coefficients_NxK) if noisy else 0.0
     if noisy:
       coefficients_NxK[:, ~writes_K] = 0.0
     if noisy and by_entry:
@@ -606,7 +607,9 @@ def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
       rows_KxN[writers_K >= module] = 0.0
     rows_KxN = _split_one(rows_KxN, tokens, bos_row, reads_one,
                           _NEURON_NOISE if noisy else 1e-3)
-    # Row 0 is `one`; atom k is row k + 1.
+    # Row 0 is `one`; atom k is row k + 1. (Reads of later atoms are no
+    # measure of the noise: a later atom carries its writer's noise along
+    # earlier directions, which readers amplify.)
     noise = noise_level(rows_KxN[1:][writers_K < module]) if noisy else 0.0
     if noisy and by_entry:
       rows_KxN[np.abs(rows_KxN) <= noise] = 0.0

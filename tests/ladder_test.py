@@ -122,6 +122,10 @@ def test_the_read_program_does_not_depend_on_the_basis(name):
 NOISY = {
     "shift": (lambda: lib.shift_by(1, rasp.tokens), {"a", "b", "c"}, 4),
     "length": (lib.make_length, {"a", "b"}, 4),
+    # An MLP writing two atoms: most of its own coefficients are signal.
+    "two_maps": (lambda: rasp.categorical(rasp.Map(
+        lambda x: x == 0, rasp.categorical(rasp.Map(
+            lambda x: 1 if x == 2 else 0, rasp.tokens)))), set(range(7)), 6),
 }
 
 

@@ -70,6 +70,8 @@ _OUTPUT_SHARE = 0.1  # Of the largest read, an output atom's has at least this.
 _COPY_GAP = 4.0  # A head's copied atoms' images are this much larger than
 # what noise lifts.
 _NOISY_OUTPUT_TOLERANCE = 0.1  # Unembedding entries off tracr's, at most.
+_MAX_OUTPUT_MIXING = 1 / _NOISY_TOLERANCE  # Condition number of the reads
+# of an output's atoms that a mixture of its values can have.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -400,10 +402,6 @@ def mlp_atoms(output_rows_MxD: np.ndarray, reads_KxM: np.ndarray,
   return np.concatenate(found) if found else empty
 
 
-def _check_positions(model: saved.SavedModel, seed: int) -> tuple[tuple]:
-  return _check_inputs(tuple(model.vocab), model.max_seq_len, seed)
-
-
 @functools.lru_cache(maxsize=16)
 def _check_inputs(vocab: tuple, max_seq_len: int, seed: int) -> tuple[tuple]:
   """The basis pass's check inputs, drawn once per vocab and length."""
@@ -490,7 +488,7 @@ def as_the_unembedding_reads(atoms: Atoms, unembed_DxO: np.ndarray,
   block_OxO = reads_KxO[rows]
   if (numerical or len(rows) != unembed_DxO.shape[1]
       or np.any(rows < atoms.tokens + len(atoms.positions))
-      or np.linalg.cond(block_OxO) > 1 / _NOISY_TOLERANCE
+      or np.linalg.cond(block_OxO) > _MAX_OUTPUT_MIXING
       or np.all(np.sum(np.abs(block_OxO) > _EXACT_TOLERANCE
                        * np.abs(block_OxO).max(), axis=1) == 1)):
     return atoms  # Not one output, or read one value per atom already.
@@ -584,12 +582,13 @@ def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
   # per-head map mixes: there the products are cleaned.
   def solve(writer_NxD: np.ndarray, writes_K: np.ndarray,
             by_entry: bool = True) -> tuple[np.ndarray, float]:
-    """A writer's rows in the atoms' basis and their noise level; noisy,
-    only onto `writes_K` (and, `by_entry`, above the noise, measured on all
-    its rows: its own few atoms may hold mostly signal)."""
+    """A writer's rows in the atoms' basis and, noisy and `by_entry`, their
+    noise level (else 0); noisy, only onto `writes_K` (and, `by_entry`,
+    above the noise, measured on all its rows: its own few atoms may hold
+    mostly signal)."""
     coefficients_NxK = np.linalg.lstsq(vectors_KxD.T, writer_NxD.T,
                                        rcond=None)[0].T
-    noise = noise_level(coefficients_NxK) if noisy else 0.0
+    noise = noise_level(coefficients_NxK) if noisy and by_entry else 0.0
     if noisy:
       coefficients_NxK[:, ~writes_K] = 0.0
     if noisy and by_entry:
@@ -599,9 +598,9 @@ def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
 
   def read(reader_DxN: np.ndarray, reads_one: str, module: int,
            by_entry: bool = True) -> tuple[np.ndarray, float]:
-    """A reader's rows in the atoms' basis (`_split_one`) and their noise
-    level; noisy, only those of atoms written before `module` (and,
-    `by_entry`, above the noise of those)."""
+    """A reader's rows in the atoms' basis (`_split_one`) and, noisy and
+    `by_entry`, their noise level (else 0); noisy, only those of atoms
+    written before `module` (and, `by_entry`, above the noise of those)."""
     rows_KxN = vectors_KxD @ reader_DxN
     if noisy:
       rows_KxN[writers_K >= module] = 0.0
@@ -610,7 +609,8 @@ def in_atom_basis(model: saved.SavedModel, params: Params, atoms: Atoms,
     # Row 0 is `one`; atom k is row k + 1. (Reads of later atoms are no
     # measure of the noise: a later atom carries its writer's noise along
     # earlier directions, which readers amplify.)
-    noise = noise_level(rows_KxN[1:][writers_K < module]) if noisy else 0.0
+    noise = (noise_level(rows_KxN[1:][writers_K < module])
+             if noisy and by_entry else 0.0)
     if noisy and by_entry:
       rows_KxN[np.abs(rows_KxN) <= noise] = 0.0
     return rows_KxN, noise
@@ -743,7 +743,7 @@ def tracr_basis_views(model: saved.SavedModel) -> Iterator[saved.SavedModel]:
   if model.num_heads is None:
     raise ReadoutError("the number of heads is unknown")
   params = _float64(model)
-  check_inputs = _check_positions(model, seed=0)
+  check_inputs = _check_inputs(tuple(model.vocab), model.max_seq_len, seed=0)
   unembed_DxO = params[params_lib.UNEMBED]["w"]
   try:
     atoms = as_the_unembedding_reads(

@@ -2,7 +2,8 @@ r"""The decompiler on the weight ladder: tracr's weights moved by maps that
 leave the function unchanged (and by noise), rung by rung.
 
   python bench/weight_ladder.py [--sets=lib,realistic,sampled] [--rungs=R0,R1,...]
-      [--num_sampled=40] [--seed=0] [--out=FILE.md] [--json_out=FILE.json]
+      [--num_sampled=40] [--seed=0] [--workdir=DIR] [--out=FILE.md]
+      [--json_out=FILE.json]
 
 Sets: tracr's lib.py programs (bench/lib_programs.py, compiled by stock
 tracr), the held-out realistic programs (bench/realistic_programs.py,
@@ -13,7 +14,12 @@ seed; nothing is tuned on these). Each model is moved to each rung by
 and the program's set and name (`case_seed`), so every number here is
 reproducible, also for one program picked by --programs.
 
-Per (set, rung), over the programs stock tracr compiles:
+Decompilers: the read-out alone (`decompile(model)`); with --workdir (a
+train.py run) also its meta-model alone (beam search and verify,
+`read_weights=False`) and the decompiler (the read-out, then the
+meta-model where it does not verify), each on the same moved weights.
+
+Per (set, rung, decompiler), over the programs stock tracr compiles:
 
   kept        the moved weights agree with the program on >= 99 % of the
               check inputs (R0-R2 always: they compute the same function);
@@ -91,6 +97,7 @@ class Result:
   set_name: str
   name: str
   rung: str
+  decompiler: str
   kept: bool
   weights_exact: bool = False
   read: bool = False
@@ -159,36 +166,58 @@ def case_seed(case: Case, seed: int) -> int:
   return seed * 2**32 + zlib.crc32(f"{case.set_name}/{case.name}".encode())
 
 
-def run_case(case: Case, rung: str, seed: int, options) -> Result:
-  """Moves `case` to `rung`, decompiles it and checks the answer."""
+READ_OUT, META_MODEL, DECOMPILER = "read-out", "meta-model", "decompiler"
+
+
+def run_case(case: Case, rung: str, seed: int, options,
+             decompilers: dict[str, Any]) -> list[Result]:
+  """Moves `case` to `rung` and decompiles it with each of `decompilers`
+  (name -> a function of the moved weights), checking every answer."""
   moved = rungs.rung(case.model, rung, seed)
   numerical = case.model.output.numerical
   weights_outputs = _outputs(moved, case.inputs)
   program_agreement = _agreement(case.sop, case.inputs, weights_outputs,
                                  numerical)
-  result = Result(case.set_name, case.name, rung,
-                  kept=program_agreement >= KEEP_AGREEMENT,
-                  weights_exact=program_agreement == 1.0)
-  if not result.kept:
-    return result
-  start = time.perf_counter()
-  try:
-    decompiled = decompiler_lib.decompile(
-        moved, exhaustive_limit=options.exhaustive_limit,
-        num_check_inputs=options.num_check_inputs)
-  except UserError as error:
+  results = []
+  for name, decompile in decompilers.items():
+    result = Result(case.set_name, case.name, rung, name,
+                    kept=program_agreement >= KEEP_AGREEMENT,
+                    weights_exact=program_agreement == 1.0)
+    results.append(result)
+    if not result.kept:
+      continue
+    start = time.perf_counter()
+    try:
+      decompiled = decompile(moved)
+    except UserError as error:
+      result.seconds = time.perf_counter() - start
+      result.message = str(error)[:160]
+      continue
     result.seconds = time.perf_counter() - start
-    result.message = str(error)[:160]
-    return result
-  result.seconds = time.perf_counter() - start
-  result.read = decompiled.program is not None
-  result.verified = decompiled.verified
-  if result.read:
-    result.agreement = _agreement(decompiled.program, case.inputs,
-                                  weights_outputs, numerical)
-    result.functional = functional.same_function(
-        decompiled.program, case.sop, [list(xs) for xs in case.inputs])
-  return result
+    result.read = decompiled.program is not None
+    result.verified = decompiled.verified
+    if result.read:
+      result.agreement = _agreement(decompiled.program, case.inputs,
+                                    weights_outputs, numerical)
+      result.functional = functional.same_function(
+          decompiled.program, case.sop, [list(xs) for xs in case.inputs])
+  return results
+
+
+def make_decompilers(options) -> dict[str, Any]:
+  """The decompilers to compare: the read-out; with --workdir also the
+  meta-model alone and the two combined."""
+  check = dict(exhaustive_limit=options.exhaustive_limit,
+               num_check_inputs=options.num_check_inputs)
+  read_out = decompiler_lib.Decompiler()
+  decompilers = {READ_OUT: lambda model: read_out.decompile(model, **check)}
+  if options.workdir:
+    meta = decompiler_lib.load(options.workdir)
+    decompilers[META_MODEL] = lambda model: meta.decompile(
+        model, read_weights=False, beam_size=options.beam_size, **check)
+    decompilers[DECOMPILER] = lambda model: meta.decompile(
+        model, beam_size=options.beam_size, **check)
+  return decompilers
 
 
 def summarize(results: Sequence[Result]) -> dict[str, Any]:
@@ -209,13 +238,15 @@ def summarize(results: Sequence[Result]) -> dict[str, Any]:
   }
 
 
-def format_table(summaries: dict[tuple[str, str], dict[str, Any]]) -> str:
-  lines = ["| set | rung | kept | read | functional | verified | agreement "
-           "| wrong | weights-only | s/model |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
-  for (set_name, rung), s in summaries.items():
+def format_table(summaries: dict[tuple[str, str, str], dict[str, Any]]
+                 ) -> str:
+  lines = ["| set | rung | decompiler | kept | read | functional | verified "
+           "| agreement | wrong | weights-only | s/model |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for (set_name, rung, decompiler), s in summaries.items():
     lines.append(
-        f"| {set_name} | {rung} | {s['kept']}/{s['programs']} | {s['read']} "
+        f"| {set_name} | {rung} | {decompiler} | {s['kept']}/{s['programs']} "
+        f"| {s['read']} "
         f"| {s['functional']} | {s['verified']} | {s['agreement']:.3f} "
         f"| {s['wrong']} | {s['weights_only']} | {s['seconds']:.2f} |")
   return "\n".join(lines)
@@ -244,21 +275,26 @@ def main(argv: list[str]) -> None:
       raise app.UsageError(f"unknown set {set_name!r}")
   if options.programs:
     cases = [c for c in cases if c.name.split("(")[0] in options.programs]
+  decompilers = make_decompilers(options)
   results: list[Result] = []
   for case in cases:
     for rung in options.rungs:
-      result = run_case(case, rung, case_seed(case, options.seed), options)
-      results.append(result)
-      print(f"{case.set_name:9} {rung:13} {case.name[:40]:40} "
-            f"kept={result.kept:d} read={result.read:d} "
-            f"functional={result.functional:d} verified={result.verified:d} "
-            f"agreement={result.agreement:.3f} {result.seconds:5.2f}s "
-            f"{result.message[:70]}", flush=True)
+      for result in run_case(case, rung, case_seed(case, options.seed),
+                             options, decompilers):
+        results.append(result)
+        print(f"{case.set_name:9} {rung:13} {result.decompiler:10} "
+              f"{case.name[:36]:36} kept={result.kept:d} "
+              f"read={result.read:d} functional={result.functional:d} "
+              f"verified={result.verified:d} "
+              f"agreement={result.agreement:.3f} {result.seconds:5.2f}s "
+              f"{result.message[:70]}", flush=True)
   summaries = {}
   for set_name in options.sets:
     for rung in options.rungs:
-      summaries[(set_name, rung)] = summarize(
-          [r for r in results if r.set_name == set_name and r.rung == rung])
+      for name in decompilers:
+        summaries[(set_name, rung, name)] = summarize(
+            [r for r in results if (r.set_name, r.rung, r.decompiler)
+             == (set_name, rung, name)])
   table = format_table(summaries)
   print("\n" + table)
   if options.out:
@@ -267,8 +303,8 @@ def main(argv: list[str]) -> None:
   if options.json_out:
     with open(options.json_out, "w") as f:
       json.dump({"results": [dataclasses.asdict(r) for r in results],
-                 "summaries": {f"{s} {r}": v
-                               for (s, r), v in summaries.items()}},
+                 "summaries": {f"{s} {r} {d}": v
+                               for (s, r, d), v in summaries.items()}},
                 f, indent=1)
 
 
@@ -288,6 +324,10 @@ if __name__ == "__main__":
                        "--exhaustive_limit.")
   flags.DEFINE_integer("exhaustive_limit", inputs_lib.EXHAUSTIVE_LIMIT,
                        "Check every input when there are at most this many.")
+  flags.DEFINE_string("workdir", None, "A train.py run: also compare its "
+                      "meta-model alone and the decompiler (read-out, then "
+                      "meta-model).")
+  flags.DEFINE_integer("beam_size", 32, "The meta-model's beam width.")
   flags.DEFINE_string("out", None, "Also write the markdown table here.")
   flags.DEFINE_string("json_out", None, "Write every result and the "
                       "summaries as JSON here.")

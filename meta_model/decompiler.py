@@ -19,8 +19,9 @@ does not verify:
 `load` rebuilds the meta-model from a train.py workdir's config.json and
 latest checkpoint. The beam search is jitted once per beam size and
 weight-shape bucket and reused by every later `decompile` call. When the
-read-out does not verify, it encodes the weights, runs the beam search and
-checks the candidates best first with `compiled.verify` (the same check
+read-out does not verify, it encodes the weights (in any residual basis,
+as the read-out's basis pass sees them in tracr's: `Decompiler.encode`),
+runs the beam search and checks the candidates best first with `compiled.verify` (the same check
 inputs as `verify.verify(program, model)` with the same options), returning
 the best verified candidate (and the other verified ones), or, when none
 verifies, the best one with the evidence against it.
@@ -180,16 +181,35 @@ class Decompiler:
     return weights
 
   def encode(self, weights: saved.SavedModel) -> dict[str, jax.Array]:
-    """The weights as a batch of one; UserError naming a limit exceeded."""
+    """The weights as a batch of one, seen in tracr's residual basis;
+    UserError naming a limit exceeded or why no view encodes.
+
+    The meta-model was trained on tracr's own bases. Weights in any other
+    (an `unembed` matrix) are shown to it as the read-out's basis pass sees
+    them (`readout.tracr_basis_views`, the first view the encoder
+    accepts), so every residual map that pass undoes gives the meta-model
+    the same graph: its answer does not depend on the basis.
+    """
+    error = None
+    moved = params_lib.UNEMBED in weights.params
     try:
-      example = pipeline.encode_weights_of(weights, self.config)
-      batch = pipeline.batch_examples([example], self.config)
-    except LimitExceeded as error:
-      raise UserError(f"{self.name} cannot read these weights: {error}"
-                      ) from error
-    except ValueError as error:  # Params the encoder cannot read.
-      raise UserError(f"the weights cannot be encoded: {error}") from error
-    return {k: jnp.asarray(v) for k, v in batch.items()}
+      for view in readout.tracr_basis_views(weights):
+        try:
+          example = pipeline.encode_weights_of(
+              in_tracr_form(view) if moved else view, self.config)
+          batch = pipeline.batch_examples([example], self.config)
+          return {k: jnp.asarray(v) for k, v in batch.items()}
+        except LimitExceeded as over:
+          error = error or UserError(
+              f"{self.name} cannot read these weights: {over}")
+        except ValueError as invalid:  # Params the encoder cannot read.
+          error = error or UserError(
+              f"the weights cannot be encoded: {invalid}")
+    except readout.ReadoutError as unseen:
+      error = error or UserError(
+          f"{self.name} cannot read these weights: they cannot be seen in "
+          f"tracr's residual basis: {unseen}")
+    raise error
 
   def candidates(self, weights: saved.SavedModel,
                  beam_size: int) -> np.ndarray:
@@ -255,6 +275,66 @@ class Decompiler:
         verified=choice.verified, evidence=evidence,
         others=others,
         others_python=tuple(convert.to_python(p) for p, _ in choice.others))
+
+
+_ROUNDING = 1e-4  # A head's product entries under this times its largest
+# are rounding error (float32 factors under a map of condition number 100
+# carry ~1e-5).
+
+
+def _tracr_factors(product_DxE: np.ndarray, width: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """A head's query-key (or value-output) product as tracr factors it: the
+  right factor selects the directions the product reads on that side (the
+  key, or output, space), the left one is the product's columns there. Any
+  invertible map of the head's dimensions moves the factors, never this.
+  """
+  magnitude = np.abs(product_DxE)
+  product_DxE = np.where(magnitude > _ROUNDING * magnitude.max(initial=0),
+                         product_DxE, 0.0)
+  columns = np.flatnonzero(np.any(product_DxE != 0, axis=0))
+  if len(columns) > width:
+    raise ValueError(f"a head's product reads {len(columns)} directions with "
+                     f"{width} dimensions: not tracr's factors")
+  left_DxW = np.zeros((product_DxE.shape[0], width))
+  right_WxE = np.zeros((width, product_DxE.shape[1]))
+  left_DxW[:, :len(columns)] = product_DxE[:, columns]
+  right_WxE[np.arange(len(columns)), columns] = 1.0
+  return left_DxW, right_WxE
+
+
+def in_tracr_form(view: saved.SavedModel) -> saved.SavedModel:
+  """A view of moved weights in tracr's basis (`readout.tracr_basis_views`)
+  with its heads factored as tracr factors them and no biases: what the
+  meta-model was trained on.
+
+  The view fixes the residual basis but not each head's own (a per-head map
+  of its query-key or value-output dimensions mixes the factors): those are
+  taken from the products, which the map leaves alone. tracr writes no
+  biases (the weight graph has no bias nodes); a view's are rounding error
+  or noise. ValueError for a head whose product reads more directions than
+  it has dimensions (never in tracr's weights).
+  """
+  params = {key: {name: (np.zeros_like(value) if name == "b"
+                         else np.array(value, np.float64))
+                  for name, value in module.items()}
+            for key, module in view.params.items()}
+  layout = params_lib.check_params(params)
+  heads = view.num_heads or 1
+  for layer in range(layout.num_layers):
+    attn = lambda name: params[params_lib.attn_key(layer, name)]["w"]
+    query, key, value, linear = map(attn, params_lib.ATTN)
+    key_size = query.shape[1] // heads
+    for head in range(heads):
+      part = slice(head * key_size, (head + 1) * key_size)
+      query[:, part], key_T = _tracr_factors(
+          query[:, part] @ key[:, part].T, key_size)
+      key[:, part] = key_T.T
+      value[:, part], linear[part] = _tracr_factors(
+          value[:, part] @ linear[part], key_size)
+  return dataclasses.replace(view, params={
+      key: {name: value.astype(np.float32) for name, value in module.items()}
+      for key, module in params.items()})
 
 
 def _read_out(reference: verify.Reference) -> Optional[Decompilation]:

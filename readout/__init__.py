@@ -20,7 +20,9 @@ verdict: `read_and_verify` checks it like any other. `ReadoutError` says
 where the weights leave tracr's recipes.
 """
 
+from readout.basis import tracr_basis_views
 from readout.errors import ReadoutError
 from readout.program import read_and_verify, read_program
 
-__all__ = ["ReadoutError", "read_and_verify", "read_program"]
+__all__ = ["ReadoutError", "read_and_verify", "read_program",
+           "tracr_basis_views"]

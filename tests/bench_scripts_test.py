@@ -187,10 +187,15 @@ def test_train_speed_times_the_step_and_the_loop():
 
 def test_weight_ladder_reads_a_lib_program_through_an_invertible_map():
   options = ml_collections.ConfigDict({"num_check_inputs": 20,
-                                       "exhaustive_limit": 200})
+                                       "exhaustive_limit": 200,
+                                       "workdir": None})
   cases = weight_ladder.stock_cases("lib", [_entry("make_hist()")], options)
-  results = [weight_ladder.run_case(cases[0], rung, seed=1, options=options)
-             for rung in ("R0", "R2-invertible")]
+  decompilers = weight_ladder.make_decompilers(options)
+  assert list(decompilers) == [weight_ladder.READ_OUT]  # No --workdir.
+  results = [result for rung in ("R0", "R2-invertible")
+             for result in weight_ladder.run_case(
+                 cases[0], rung, seed=1, options=options,
+                 decompilers=decompilers)]
   summary = weight_ladder.summarize(results)
   assert summary["kept"] == summary["functional"] == summary["verified"] == 2
   assert summary["wrong"] == 0 and summary["agreement"] == 1.0

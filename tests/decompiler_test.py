@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import chex
 import numpy as np
 import pytest
 from tracr.compiler import compiling, lib
@@ -17,6 +18,7 @@ from compiled import compiler, saved
 from configs import tiny
 from encoding import tokens
 from encoding.vocabulary import PROGRAM_END, PROGRAM_START
+from ladder import rungs
 from meta_model import decompiler, fit
 from meta_model.errors import UserError
 from rasp_gen import convert
@@ -132,6 +134,37 @@ def test_weights_over_the_meta_models_limits_are_still_read(loaded):
     loaded.decompile(model, read_weights=False)
   result = loaded.decompile(model)
   assert result.verified and result.source == "weights"
+
+
+def test_the_meta_models_beam_does_not_depend_on_the_residual_basis(loaded):
+  """Moved weights are encoded as the read-out's basis pass sees them, so a
+  permutation with head and neuron maps, a rotation and a general map of
+  the residual stream give the meta-model one graph and one beam."""
+  model = saved.from_tracr(_stock("make_hist"))
+  beams = [loaded.candidates(rungs.rung(model, rung, seed=3), beam_size=4)
+           for rung in ("R1", "R2-orthogonal", "R2-invertible")]
+  chex.assert_shape(beams[0], (4, tiny.get_config().input.max_rows, 5))
+  for beam in beams[1:]:
+    np.testing.assert_array_equal(beam, beams[0])
+  # The graph itself is tracr's (one edge per weight tracr writes), whatever
+  # the per-head maps did to the factors.
+  edge_values = lambda batch: sorted(np.asarray(batch["edge_value"])[
+      np.asarray(batch["edge_mask"])].round(3).tolist())
+  own = edge_values(loaded.encode(model))
+  for seed in (3, 4):
+    assert edge_values(loaded.encode(rungs.rung(model, "R2-invertible",
+                                                seed=seed))) == own
+
+
+def test_noisy_weights_are_encoded_without_their_noise(loaded):
+  """Noise on every parameter would make every weight an edge (and the
+  biases nonzero): the views drop it, and the graph has about the edges of
+  tracr's own weights (a dense one would have thousands)."""
+  model = saved.from_tracr(_stock("make_hist"))
+  own = loaded.encode(model)
+  noisy = loaded.encode(rungs.rung(model, "R3-0.001", seed=3))
+  own_edges = int(np.sum(own["edge_mask"]))
+  assert own_edges <= int(np.sum(noisy["edge_mask"])) <= 1.1 * own_edges
 
 
 @pytest.mark.parametrize("name", sorted(LIB))

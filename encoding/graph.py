@@ -204,13 +204,18 @@ def check_weights(params: Params, input_tokens: Sequence[Any],
   """Pass 1: the layout of weights a graph can describe, else ValueError.
 
   Accepts tracr params (`params.check_params`) whose attention splits into
-  `num_heads` (None: one head) and whose biases are zero (the graph has no
-  bias nodes), with a token-embedding row per input token and output dims
-  inside the residual stream. Reads no limits: a valid model is never
-  rejected here.
+  `num_heads` (None: one head), whose biases are zero (the graph has no
+  bias nodes) and that have no `unembed` matrix, with a token-embedding
+  row per input token and output dims inside the residual stream. Reads
+  no limits: a valid model is never rejected here.
   """
   layout = params_lib.check_params(params)
   params_lib.check_num_heads(layout, num_heads or 1)
+  if params_lib.UNEMBED in params:
+    raise ValueError("the weights read their output with an unembed matrix "
+                     "(another residual basis); the weight graph reads "
+                     "tracr's output directions, so see them in tracr's "
+                     "basis first (readout.tracr_basis_views)")
   for key, module in params.items():
     if "b" in module and np.any(np.asarray(module["b"]) != 0):
       raise ValueError(f"params[{key!r}]['b'] is nonzero; the weight graph "

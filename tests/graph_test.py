@@ -124,6 +124,13 @@ def test_check_weights_returns_the_layout_or_names_what_is_wrong():
     _checked(compiled, params=params)
   with pytest.raises(ValueError, match="input tokens"):
     _checked(compiled, input_tokens=compiled.input_tokens[1:])
+  # Weights in another basis would silently lose their output nodes.
+  d_model = params_lib.check_params(compiled.params).d_model
+  unembedded = dict(compiled.params, unembed={
+      "w": np.eye(d_model, 2, dtype=np.float32),
+      "b": np.zeros(2, np.float32)})
+  with pytest.raises(ValueError, match="unembed matrix"):
+    _checked(compiled, params=unembedded)
   d_model = params_lib.check_params(compiled.params).d_model
   output = dataclasses.replace(compiled.output_decoding, dims=tuple(
       d_model + i for i in range(len(compiled.output_decoding.dims))))

@@ -34,7 +34,9 @@ Per (set, rung, decompiler), over the programs stock tracr compiles:
               the program on every check input: must stay 0;
   weights-only  verified, not functional, and the weights differ from the
               program somewhere (the decompiler is right about the weights);
-  s/model     mean seconds of one decompile (read + verify).
+  s/model     mean seconds of one decompile (read + verify);
+  gen s       mean seconds to make one moved model (R4/R5 train one),
+              over all programs, kept or not.
 
 Check inputs: every input when there are at most --exhaustive_limit, else
 --num_check_inputs random ones from seed 0 plus the constant sequences.
@@ -105,6 +107,7 @@ class Result:
   verified: bool = False
   agreement: float = 0.0
   seconds: float = 0.0
+  generation_seconds: float = 0.0
   message: str = ""
 
 
@@ -173,7 +176,9 @@ def run_case(case: Case, rung: str, seed: int, options,
              decompilers: dict[str, Any]) -> list[Result]:
   """Moves `case` to `rung` and decompiles it with each of `decompilers`
   (name -> a function of the moved weights), checking every answer."""
+  start = time.perf_counter()
   moved = rungs.rung(case.model, rung, seed)
+  generation_seconds = time.perf_counter() - start
   numerical = case.model.output.numerical
   weights_outputs = _outputs(moved, case.inputs)
   program_agreement = _agreement(case.sop, case.inputs, weights_outputs,
@@ -182,7 +187,8 @@ def run_case(case: Case, rung: str, seed: int, options,
   for name, decompile in decompilers.items():
     result = Result(case.set_name, case.name, rung, name,
                     kept=program_agreement >= KEEP_AGREEMENT,
-                    weights_exact=program_agreement == 1.0)
+                    weights_exact=program_agreement == 1.0,
+                    generation_seconds=generation_seconds)
     results.append(result)
     if not result.kept:
       continue
@@ -235,20 +241,23 @@ def summarize(results: Sequence[Result]) -> dict[str, Any]:
       "weights_only": count(lambda r: r.verified and not r.functional
                             and not r.weights_exact),
       "seconds": float(np.mean([r.seconds for r in kept])) if kept else 0.0,
+      "generation_seconds": float(np.mean(
+          [r.generation_seconds for r in results])) if results else 0.0,
   }
 
 
 def format_table(summaries: dict[tuple[str, str, str], dict[str, Any]]
                  ) -> str:
   lines = ["| set | rung | decompiler | kept | read | functional | verified "
-           "| agreement | wrong | weights-only | s/model |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| agreement | wrong | weights-only | s/model | gen s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for (set_name, rung, decompiler), s in summaries.items():
     lines.append(
         f"| {set_name} | {rung} | {decompiler} | {s['kept']}/{s['programs']} "
         f"| {s['read']} "
         f"| {s['functional']} | {s['verified']} | {s['agreement']:.3f} "
-        f"| {s['wrong']} | {s['weights_only']} | {s['seconds']:.2f} |")
+        f"| {s['wrong']} | {s['weights_only']} | {s['seconds']:.2f} "
+        f"| {s['generation_seconds']:.2f} |")
   return "\n".join(lines)
 
 

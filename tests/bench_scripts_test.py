@@ -199,3 +199,5 @@ def test_weight_ladder_reads_a_lib_program_through_an_invertible_map():
   summary = weight_ladder.summarize(results)
   assert summary["kept"] == summary["functional"] == summary["verified"] == 2
   assert summary["wrong"] == 0 and summary["agreement"] == 1.0
+  assert summary["generation_seconds"] > 0
+  assert "| gen s |" in weight_ladder.format_table({("lib", "R0", "x"): summary})

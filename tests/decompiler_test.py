@@ -156,6 +156,26 @@ def test_the_meta_models_beam_does_not_depend_on_the_residual_basis(loaded):
                                                 seed=seed))) == own
 
 
+def test_a_heads_factors_are_rebuilt_from_its_product_as_tracr_builds_them():
+  """tracr's key (output) factor selects the directions the product reads;
+  a per-head map M (W_Q M, W_K M^-T) moves the factors, not these."""
+  rng = np.random.default_rng(0)
+  query_DxW = np.zeros((5, 3))
+  query_DxW[[0, 2], 0], query_DxW[4, 1] = 1.0, 2.0
+  key_DxW = np.zeros((5, 3))
+  key_DxW[1, 0], key_DxW[3, 1] = 1.0, 1.0
+  mixing_WxW = rng.normal(size=(3, 3)) + 3 * np.eye(3)
+  product = query_DxW @ key_DxW.T
+  moved = (query_DxW @ mixing_WxW) @ (key_DxW @ np.linalg.inv(mixing_WxW).T).T
+  left_DxW, right_WxD = decompiler._tracr_factors(moved, 3)
+  chex.assert_shape((left_DxW, right_WxD), ((5, 3), (3, 5)))
+  np.testing.assert_allclose(left_DxW @ right_WxD, product, atol=1e-9)
+  np.testing.assert_array_equal(right_WxD[:2], np.eye(5)[[1, 3]])
+  assert not right_WxD[2].any() and not left_DxW[:, 2].any()
+  with pytest.raises(ValueError, match="reads 2 directions with 1"):
+    decompiler._tracr_factors(product, 1)
+
+
 def test_noisy_weights_are_encoded_without_their_noise(loaded):
   """Noise on every parameter would make every weight an edge (and the
   biases nonzero): the views drop it, and the graph has about the edges of

@@ -85,21 +85,33 @@ class Atoms:
     positions: the position-embedding rows that are atoms (those next).
     modules: per atom after the embeddings', the module writing it: 2l + 1
       layer l's attention, 2l + 2 its MLP (embeddings: 0).
+    copied_from: per atom after the embeddings', the atom a head copied it
+      from (its image under the head's value-output map), else -1.
   """
 
   vectors_KxD: np.ndarray
   tokens: int
   positions: tuple[int, ...] = ()
   modules: tuple[int, ...] = ()
+  copied_from: tuple[int, ...] = ()
 
-  def extended(self, new_NxD: np.ndarray, module: int) -> "Atoms":
+  def extended(self, new_NxD: np.ndarray, module: int,
+               copied_from: Optional[Sequence[int]] = None) -> "Atoms":
+    copied_from = (-1,) * len(new_NxD) if copied_from is None else tuple(
+        copied_from)
     return Atoms(np.concatenate([self.vectors_KxD, new_NxD]), self.tokens,
-                 self.positions, self.modules + (module,) * len(new_NxD))
+                 self.positions, self.modules + (module,) * len(new_NxD),
+                 self.copied_from + copied_from)
 
   def writers_K(self) -> np.ndarray:
     """The module writing each atom (0: the embeddings)."""
     embedded = len(self.vectors_KxD) - len(self.modules)
     return np.array([0] * embedded + list(self.modules), int)
+
+  def sources_K(self) -> np.ndarray:
+    """The atom each atom was copied from (-1: none)."""
+    embedded = len(self.vectors_KxD) - len(self.copied_from)
+    return np.array([-1] * embedded + list(self.copied_from), int)
 
 
 def _float64(model: saved.SavedModel) -> Params:
@@ -459,8 +471,13 @@ def find_atoms(model: saved.SavedModel, params: Params, tolerance: float,
     before = len(atoms.vectors_KxD)
     for head in range(model.num_heads):
       part = slice(head * key_size, (head + 1) * key_size)
-      atoms = atoms.extended(head_atoms(value[:, part] @ output[part], atoms,
-                                        tolerance), 2 * layer + 1)
+      value_output_DxD = value[:, part] @ output[part]
+      new_NxD = head_atoms(value_output_DxD, atoms, tolerance)
+      # A copied atom is its source's image itself (a mean's is rescaled).
+      images_KxD = atoms.vectors_KxD @ value_output_DxD
+      atoms = atoms.extended(new_NxD, 2 * layer + 1, [
+          next((k for k, image in enumerate(images_KxD)
+                if np.array_equal(image, vector)), -1) for vector in new_NxD])
     first = params[params_lib.mlp_key(layer, "linear_1")]["w"]
     second = params[params_lib.mlp_key(layer, "linear_2")]["w"]
     atoms = atoms.extended(mlp_atoms(
@@ -481,7 +498,10 @@ def as_the_unembedding_reads(atoms: Atoms, unembed_DxO: np.ndarray,
   little mixed with its neighbours (its ramp neurons part on, also on the
   probes), and so does tracr's own SelectorWidth at its largest widths
   (1/(w+1) too close to the next); the unembedding decides the output, so
-  it defines the values."""
+  it defines the values. Where the output's atoms are a head's copies, the
+  atoms they were copied from are taken the same way (each source is then
+  the preimage of one output value): tracr's Aggregate copies value for
+  value, so a SelectorWidth's mixed widths are its source's too."""
   reads_KxO = atoms.vectors_KxD @ unembed_DxO
   magnitude = np.abs(reads_KxO).max(1)
   rows = np.flatnonzero(magnitude > _OUTPUT_SHARE * magnitude.max(initial=0))
@@ -493,8 +513,14 @@ def as_the_unembedding_reads(atoms: Atoms, unembed_DxO: np.ndarray,
                        * np.abs(block_OxO).max(), axis=1) == 1)):
     return atoms  # Not one output, or read one value per atom already.
   vectors_KxD = atoms.vectors_KxD.copy()
-  vectors_KxD[rows] = np.linalg.solve(block_OxO, vectors_KxD[rows])
-  return dataclasses.replace(atoms, vectors_KxD=vectors_KxD)
+  mixing_OxO = np.linalg.inv(block_OxO)
+  sources_K = atoms.sources_K()
+  while True:
+    vectors_KxD[rows] = mixing_OxO @ atoms.vectors_KxD[rows]
+    sources = sources_K[rows]
+    if np.any(sources < 0) or len(set(sources.tolist())) != len(rows):
+      return dataclasses.replace(atoms, vectors_KxD=vectors_KxD)
+    rows = sources
 
 
 def _split_one(rows_KxW: np.ndarray, tokens: int, bos_row: int,

@@ -215,6 +215,23 @@ def test_a_mixed_output_is_taken_as_the_unembedding_reads_it():
                                          numerical=True) is atoms
 
 
+def test_the_atoms_a_mixed_output_was_copied_from_are_unmixed_too():
+  """A SelectorWidth writes its largest widths mixed and a head copies them
+  to the output: the unembedding fixes the output's values, and the copy's
+  sources are their preimages (then the head maps value to value)."""
+  mixing = np.array([[0.9, 0.2], [-0.1, 1.1]])
+  width_atoms = mixing @ np.eye(6)[2:4]  # Written by layer 0's MLP.
+  atoms = basis.Atoms(np.eye(6)[:2], tokens=2).extended(width_atoms, 2)
+  copy_DxD = np.zeros((6, 6))
+  copy_DxD[2, 4] = copy_DxD[3, 5] = 1.0
+  copies = atoms.vectors_KxD @ copy_DxD
+  atoms = atoms.extended(copies[2:], 3, copied_from=(2, 3))
+  assert atoms.sources_K().tolist() == [-1, -1, -1, -1, 2, 3]
+  unembed_DxO = np.eye(6)[:, 4:]
+  read = basis.as_the_unembedding_reads(atoms, unembed_DxO, numerical=False)
+  np.testing.assert_allclose(read.vectors_KxD, np.eye(6), atol=1e-12)
+
+
 def test_noisy_weights_are_seen_exactly_first_then_as_noisy():
   """Noise below the exact tolerance passes as an exact basis change (which
   keeps the noise, unreadable); the views go on to the noisy rewrite, with

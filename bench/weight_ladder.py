@@ -172,7 +172,7 @@ def case_seed(case: Case, seed: int) -> int:
 READ_OUT, META_MODEL, DECOMPILER = "read-out", "meta-model", "decompiler"
 
 
-def run_case(case: Case, rung: str, seed: int, options,
+def run_case(case: Case, rung: str, seed: int,
              decompilers: dict[str, Any]) -> list[Result]:
   """Moves `case` to `rung` and decompiles it with each of `decompilers`
   (name -> a function of the moved weights), checking every answer."""
@@ -289,7 +289,7 @@ def main(argv: list[str]) -> None:
   for case in cases:
     for rung in options.rungs:
       for result in run_case(case, rung, case_seed(case, options.seed),
-                             options, decompilers):
+                             decompilers):
         results.append(result)
         print(f"{case.set_name:9} {rung:13} {result.decompiler:10} "
               f"{case.name[:36]:36} kept={result.kept:d} "

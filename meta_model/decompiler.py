@@ -21,8 +21,9 @@ latest checkpoint. The beam search is jitted once per beam size and
 weight-shape bucket and reused by every later `decompile` call. When the
 read-out does not verify, it encodes the weights (in any residual basis,
 as the read-out's basis pass sees them in tracr's: `Decompiler.encode`),
-runs the beam search and checks the candidates best first with `compiled.verify` (the same check
-inputs as `verify.verify(program, model)` with the same options), returning
+runs the beam search and checks the candidates best first with
+`compiled.verify` (the same check inputs as `verify.verify(program,
+model)` with the same options), returning
 the best verified candidate (and the other verified ones), or, when none
 verifies, the best one with the evidence against it.
 

@@ -153,27 +153,31 @@ def _outside_span(basis_KxD: np.ndarray):
 
 
 def head_atoms(value_output_DxD: np.ndarray, atoms: Atoms,
-               tolerance: float) -> np.ndarray:
-  """The atoms one head writes (rows), from the atoms it copies."""
+               tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+  """The atoms one head writes (rows), from the atoms it copies, and the
+  atom each is a copy of (-1: a numerical mean's direction)."""
   images_KxD = atoms.vectors_KxD @ value_output_DxD
   norms = np.linalg.norm(images_KxD, axis=1)
   if norms.max(initial=0) <= tolerance:
-    return np.zeros((0, images_KxD.shape[1]))
-  images = images_KxD[norms > tolerance * norms.max()]
+    return np.zeros((0, images_KxD.shape[1])), np.zeros(0, int)
+  sources = np.flatnonzero(norms > tolerance * norms.max())
+  images = images_KxD[sources]
   rank = _rank(images, tolerance)
   if 1 < rank < len(images):
     # Noise may lift an atom not copied (an MLP's noise along a copied
     # atom): the copied are those above the largest gap in image size.
     sizes = np.sort(norms[norms > tolerance * norms.max()])[::-1]
     gaps = sizes[:-1] / sizes[1:]
-    large = images_KxD[norms >= sizes[np.argmax(gaps)]]
-    if gaps.max() >= _COPY_GAP and _rank(large, tolerance) == len(large):
-      images, rank = large, len(large)
+    large = np.flatnonzero(norms >= sizes[np.argmax(gaps)])
+    if gaps.max() >= _COPY_GAP and _rank(images_KxD[large],
+                                         tolerance) == len(large):
+      sources = large
+      images, rank = images_KxD[large], len(large)
   if rank == len(images):  # A copy: each atom read becomes its own.
-    return images
+    return images, sources
   if rank == 1:  # A numerical mean: one direction.
     largest = images[np.argmax(np.linalg.norm(images, axis=1))]
-    return (largest / np.linalg.norm(largest))[None]
+    return (largest / np.linalg.norm(largest))[None], np.array([-1])
   raise ReadoutError(f"a head writes {len(images)} directions spanning "
                      f"{rank}: neither a copy nor a numerical mean")
 
@@ -471,13 +475,9 @@ def find_atoms(model: saved.SavedModel, params: Params, tolerance: float,
     before = len(atoms.vectors_KxD)
     for head in range(model.num_heads):
       part = slice(head * key_size, (head + 1) * key_size)
-      value_output_DxD = value[:, part] @ output[part]
-      new_NxD = head_atoms(value_output_DxD, atoms, tolerance)
-      # A copied atom is its source's image itself (a mean's is rescaled).
-      images_KxD = atoms.vectors_KxD @ value_output_DxD
-      atoms = atoms.extended(new_NxD, 2 * layer + 1, [
-          next((k for k, image in enumerate(images_KxD)
-                if np.array_equal(image, vector)), -1) for vector in new_NxD])
+      new_NxD, sources_N = head_atoms(value[:, part] @ output[part], atoms,
+                                      tolerance)
+      atoms = atoms.extended(new_NxD, 2 * layer + 1, sources_N.tolist())
     first = params[params_lib.mlp_key(layer, "linear_1")]["w"]
     second = params[params_lib.mlp_key(layer, "linear_2")]["w"]
     atoms = atoms.extended(mlp_atoms(

@@ -194,8 +194,7 @@ def test_weight_ladder_reads_a_lib_program_through_an_invertible_map():
   assert list(decompilers) == [weight_ladder.READ_OUT]  # No --workdir.
   results = [result for rung in ("R0", "R2-invertible")
              for result in weight_ladder.run_case(
-                 cases[0], rung, seed=1, options=options,
-                 decompilers=decompilers)]
+                 cases[0], rung, seed=1, decompilers=decompilers)]
   summary = weight_ladder.summarize(results)
   assert summary["kept"] == summary["functional"] == summary["verified"] == 2
   assert summary["wrong"] == 0 and summary["agreement"] == 1.0

@@ -47,13 +47,15 @@ def test_a_head_writes_a_copy_a_numerical_mean_or_is_refused():
   atoms = basis.Atoms(np.eye(4)[:3], tokens=2)
   copy_DxD = np.zeros((4, 4))
   copy_DxD[0, 3] = copy_DxD[1, 2] = 1.0  # atom 0 -> e3, atom 1 -> e2
-  np.testing.assert_allclose(basis.head_atoms(copy_DxD, atoms, TOLERANCE),
-                             [_unit(4, 3), _unit(4, 2)])
+  copies, sources = basis.head_atoms(copy_DxD, atoms, TOLERANCE)
+  np.testing.assert_allclose(copies, [_unit(4, 3), _unit(4, 2)])
+  assert sources.tolist() == [0, 1]
   mean_DxD = np.zeros((4, 4))
   mean_DxD[1, 3], mean_DxD[2, 3] = 2.0, 5.0  # Parallel images: a numerical
   # mean, one direction at unit norm.
-  np.testing.assert_allclose(basis.head_atoms(mean_DxD, atoms, TOLERANCE),
-                             [_unit(4, 3)])
+  mean, sources = basis.head_atoms(mean_DxD, atoms, TOLERANCE)
+  np.testing.assert_allclose(mean, [_unit(4, 3)])
+  assert sources.tolist() == [-1]
   mixed_DxD = copy_DxD.copy()
   mixed_DxD[2, 2] = mixed_DxD[2, 3] = 1.0  # Three images spanning two.
   with pytest.raises(ReadoutError, match="neither a copy"):
@@ -184,8 +186,9 @@ def test_noise_lifting_an_atom_not_copied_is_no_copy_of_it():
                       modules=(2,))
   copy_DxD = np.zeros((5, 5))
   copy_DxD[0, 4] = copy_DxD[1, 3] = 1.0
-  np.testing.assert_allclose(basis.head_atoms(copy_DxD, atoms, 3e-2),
-                             [_unit(5, 4), _unit(5, 3)])
+  copies, sources = basis.head_atoms(copy_DxD, atoms, 3e-2)
+  np.testing.assert_allclose(copies, [_unit(5, 4), _unit(5, 3)])
+  assert sources.tolist() == [0, 1]
 
 
 def test_atoms_know_the_module_that_wrote_them():
